@@ -80,7 +80,7 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 @click.option("--limit", default="200", show_default=True, callback=_limit, help="Test examples per task, or 'all'.")
 @click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
 @click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Run folder.")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--overwrite", is_flag=True, help="Recompute cells already on disk.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
 def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list[int], templates: str | None,

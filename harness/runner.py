@@ -42,7 +42,7 @@ class EvalConfig:
     limit: int | None = DEFAULT_LIMIT
     data_dir: str | None = None
     out: Path = Path("runs")
-    batch_size: int = 8
+    batch_size: int = 16
     overwrite: bool = False
     trust_remote_code: bool = False
     command: str = ""

@@ -1,8 +1,9 @@
 """Log-likelihood of answer strings after a prompt, with the shortcuts that keep it cheap.
 
 A request is (prefix, context, continuations). The prefix is the part shared by many requests (few-shot
-demos): it is encoded once and its key/value cache reused. Each context is encoded once for all its
-continuations; continuations of one token are read off that same pass, longer ones run on its cache.
+demos): it is encoded once and its key/value cache reused. A batch of requests is packed into one row
+after the prefix, each context once with all its continuations, so answers of one token are read off
+the context's last position and longer ones cost only their own tokens; nothing is padded.
 `score_naive` runs one full forward per (request, continuation) and is the reference the tests hold
 the shortcuts to.
 """
@@ -74,7 +75,7 @@ def score_requests(
             members.sort(key=lambda u: len(u.context), reverse=True)
             for start in range(0, len(members), batch_size):
                 batch = members[start : start + batch_size]
-                _score_batch(model, tokenizer, len(prefix), prefix_cache, batch, batch_size, stats)
+                _score_pack(model, len(prefix), prefix_cache, batch, stats)
                 bar.update(len(batch))
     bar.close()
     return _collect(requests, units)
@@ -175,68 +176,70 @@ def _encode_prefix(model: Any, prefix: tuple[int, ...], stats: ScoreStats) -> An
     return _returned_cache(out)
 
 
-def _select_cache(model: Any, cache: Any, rows: list[int]) -> Any:
-    """A new cache holding the given batch rows of `cache` (rows may repeat); `cache` stays intact."""
-    from transformers import DynamicCache
+def _score_pack(model: Any, prefix_len: int, prefix_cache: Any, batch: list[_Unit], stats: ScoreStats) -> None:
+    """One forward over the batch packed into a single row after the shared prefix.
 
-    index = torch.tensor(rows, device=model.device)
-    data = [(layer.keys.index_select(0, index), layer.values.index_select(0, index)) for layer in cache.layers]
-    return DynamicCache(ddp_cache_data=data, config=model.config)
-
-
-def _score_batch(model: Any, tokenizer: Any, prefix_len: int, prefix_cache: Any, batch: list[_Unit],
-                 batch_size: int, stats: ScoreStats) -> None:
-    device, pad = model.device, tokenizer.pad_token_id
-    lengths = [len(u.context) for u in batch]
-    width = max(lengths)
-    ids = torch.tensor([u.context + [pad] * (width - len(u.context)) for u in batch], device=device)
-    mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
-    multi = any(len(c) > 1 for u in batch for c in u.continuations)
-    past = _select_cache(model, prefix_cache, [0] * len(batch)) if prefix_cache is not None else None
-    last = torch.tensor(lengths, device=device) - 1
-    keep = torch.unique(last)  # compute logits only where a first answer token is predicted
-    out = model(
-        input_ids=ids,
-        attention_mask=torch.cat([torch.ones(len(batch), prefix_len, dtype=mask.dtype, device=device), mask], 1),
-        position_ids=(prefix_len + torch.arange(width, device=device)).expand(len(batch), -1),
-        **_cache_kwargs(model, past), use_cache=multi, logits_to_keep=keep,
-    )
-    stats.tokens += sum(lengths)
-    stats.forwards += 1
-    first = torch.log_softmax(out.logits[torch.arange(len(batch)), torch.searchsorted(keep, last)].float(), -1)
-    for b, unit in enumerate(batch):
-        for choice, cont in zip(unit.choices, unit.continuations):
-            unit.scores[choice] = float(first[b, cont[0]])
-    if multi:
-        rows = [(b, j) for b, u in enumerate(batch) for j, c in enumerate(u.continuations) if len(c) > 1]
-        for start in range(0, len(rows), batch_size):
-            _score_rest(model, pad, prefix_len, _returned_cache(out), mask, batch, rows[start : start + batch_size], stats)
-
-
-def _score_rest(model: Any, pad: int, prefix_len: int, cache: Any, context_mask: torch.Tensor,
-                batch: list[_Unit], rows: list[tuple[int, int]], stats: ScoreStats) -> None:
-    """Tokens 2.. of each answer, run on a copy of the context cache (rows = (unit, continuation))."""
+    Row layout: for each unit its context, then each continuation minus its last token (a "tail").
+    A context token sees the prefix and its own context; a tail token sees the prefix, its unit's
+    context and its own tail. Positions restart after the prefix for every unit, so each token is
+    computed exactly as in a full forward of prefix + context + continuation; nothing is padded.
+    """
     device = model.device
-    tails = [batch[b].continuations[j][:-1] for b, j in rows]  # the last token is only predicted
-    width = max(len(t) for t in tails)
-    ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=device)
-    mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails], device=device)
-    units = [b for b, _ in rows]
-    starts = torch.tensor([prefix_len + len(batch[b].context) for b in units], device=device)
-    logits = model(
-        input_ids=ids,
-        attention_mask=torch.cat(
-            [torch.ones(len(rows), prefix_len, dtype=mask.dtype, device=device), context_mask[units], mask], 1),
-        position_ids=starts[:, None] + torch.arange(width, device=device),
-        **_cache_kwargs(model, _select_cache(model, cache, units)), use_cache=True,
-    ).logits.float()
-    stats.tokens += sum(len(t) for t in tails)
+    ids: list[int] = []
+    unit_of: list[int] = []  # per packed token: which unit
+    segment_of: list[int] = []  # per packed token: 0 for context, j + 1 for tail j
+    positions: list[int] = []
+    reads: list[tuple[_Unit, int, int, int]] = []  # (unit, choice, packed index of the predictor, target id)
+    for u, unit in enumerate(batch):
+        base = len(ids)
+        ids += unit.context
+        unit_of += [u] * len(unit.context)
+        segment_of += [0] * len(unit.context)
+        positions += range(prefix_len, prefix_len + len(unit.context))
+        last = base + len(unit.context) - 1
+        for j, (choice, cont) in enumerate(zip(unit.choices, unit.continuations)):
+            unit.scores[choice] = 0.0
+            reads.append((unit, choice, last, cont[0]))
+            tail_start = len(ids)
+            tail = cont[:-1]
+            ids += tail
+            unit_of += [u] * len(tail)
+            segment_of += [j + 1] * len(tail)
+            positions += range(prefix_len + len(unit.context), prefix_len + len(unit.context) + len(tail))
+            reads.extend((unit, choice, tail_start + t, cont[t + 1]) for t in range(len(tail)))
+    keep = sorted({r[2] for r in reads})
+    column = {index: i for i, index in enumerate(keep)}
+    out = model(
+        input_ids=torch.tensor([ids], device=device),
+        attention_mask=_pack_mask(unit_of, segment_of, prefix_len, model.dtype, device),
+        position_ids=torch.tensor([positions], device=device),
+        **_cache_kwargs(model, prefix_cache), use_cache=prefix_cache is not None,
+        logits_to_keep=torch.tensor(keep, device=device),
+    )
+    if prefix_cache is not None:
+        prefix_cache.crop(-len(ids))  # drop this pack's keys/values: the prefix serves the next pack
+    stats.tokens += len(ids)
     stats.forwards += 1
-    logp = torch.log_softmax(logits, -1)
-    for r, (b, j) in enumerate(rows):
-        unit, cont = batch[b], batch[b].continuations[j]
-        targets = torch.tensor(cont[1:], device=device)
-        unit.scores[unit.choices[j]] += float(logp[r, : len(cont) - 1].gather(1, targets[:, None]).sum())
+    logp = torch.log_softmax(out.logits[0].float(), dim=-1)
+    rows = torch.tensor([column[r[2]] for r in reads], device=device)
+    targets = torch.tensor([r[3] for r in reads], device=device)
+    values = logp[rows, targets].tolist()
+    for (unit, choice, _, _), value in zip(reads, values):
+        unit.scores[choice] += value
+
+
+def _pack_mask(unit_of: list[int], segment_of: list[int], prefix_len: int, dtype: Any, device: Any) -> torch.Tensor:
+    """Additive mask (1, 1, packed, prefix + packed): 0 where a token may look, the dtype's minimum elsewhere."""
+    unit = torch.tensor(unit_of, device=device)
+    segment = torch.tensor(segment_of, device=device)
+    n = len(unit_of)
+    causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    same_unit = unit[:, None] == unit[None, :]
+    visible = causal & same_unit & ((segment[None, :] == 0) | (segment[:, None] == segment[None, :]))
+    allowed = torch.cat([torch.ones(n, prefix_len, dtype=torch.bool, device=device), visible], dim=1)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
 
 
 def _collect(requests: Sequence[ScoreRequest], units: list[_Unit]) -> list[ScoreResult]:

@@ -1,0 +1,43 @@
+import math
+
+from harness.prompts import load_template
+from harness.regimes.prompting import fit_demos, predict_prompting
+from harness.sampling import draw_kshot
+from harness.tasks import load_examples, load_task
+
+
+def test_zero_and_few_shot_predictions(toy_env, model, tokenizer):
+    task = load_task("toy")
+    template = load_template(task, "plain")
+    test = load_examples(task, "test")
+    demos = draw_kshot(load_examples(task, "train"), 2, 13, task.label_names).train
+    for given in ((), demos):
+        run = predict_prompting(model, tokenizer, 256, template, test, given, batch_size=3)
+        assert [p.id for p in run.predictions] == [e.id for e in test]
+        for p in run.predictions:
+            assert math.isclose(sum(p.probs), 1.0, rel_tol=1e-6) and len(p.scores) == 2
+            assert p.scores_norm == tuple(s / len(a) for s, a in zip(p.scores, [" not good !", " very good !"]))
+
+
+def test_the_test_row_never_is_its_own_demo(toy_env, tokenizer):
+    task = load_task("toy")
+    template = load_template(task, "cloze")
+    train, test = load_examples(task, "train"), load_examples(task, "test")
+    twin = test[-1]  # the fixture copies train row 0 into test
+    assert any(d.fields == twin.fields for d in train)
+    demos = tuple(train[:4]) if train[0].fields == twin.fields else (train[0], *train[1:4])
+    per_example = fit_demos(tokenizer, 256, template, test, demos, [" terrible", " great"])
+    assert len(per_example[-1]) == len(demos) - 1
+    assert all(d.fields != twin.fields for d in per_example[-1])
+    assert all(len(kept) == len(demos) for kept in per_example[:-1])
+
+
+def test_demos_are_dropped_to_fit_and_counted(toy_env, model, tokenizer):
+    task = load_task("toy")
+    template = load_template(task, "cloze")
+    train, test = load_examples(task, "train"), load_examples(task, "test")[:3]
+    demos = draw_kshot(train, 4, 13, task.label_names).train
+    run = predict_prompting(model, tokenizer, 40, template, test, demos, batch_size=2)
+    assert all(p.n_demos < len(demos) for p in run.predictions)
+    roomy = predict_prompting(model, tokenizer, 256, template, test, demos, batch_size=2)
+    assert all(p.n_demos == len(demos) for p in roomy.predictions)

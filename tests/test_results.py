@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.results import Cell, prediction_row, read_result, summary_table, write_cell
+from harness.types import Prediction
+
+
+def test_cell_paths():
+    cell = Cell("sst2", "lmbff", "few-shot", 16, 13)
+    json_path, jsonl_path = cell.paths(__import__("pathlib").Path("runs"), "smollm2-135m")
+    assert str(json_path) == "runs/smollm2-135m/sst2/lmbff/few-shot_k16_seed13.json"
+    assert jsonl_path.suffix == ".jsonl"
+    assert Cell("sst2", "lmbff", "zero-shot", 0, None).stem == "zero-shot_k0"
+
+
+def test_write_and_read_round_trip(tmp_path):
+    preds = [Prediction("a", 1, (0.2, 0.8), (-2.0, -1.0), (-0.5, -0.25), n_demos=4),
+             Prediction("b", 0, (0.6, 0.4), (-1.0, -1.4), (-0.2, -0.3))]
+    result = {"cell": {"task": "t"}, "metrics": {"accuracy": 1.0}, "n": 2}
+    write_cell(tmp_path / "c.json", tmp_path / "c.jsonl", result, preds)
+    assert read_result(tmp_path / "c.json") == result
+    rows = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert rows == [prediction_row(p) for p in preds]
+    assert rows[0]["pred"] == 1 and rows[0]["loglik"] == [-2.0, -1.0] and rows[0]["n_demos"] == 4
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_corrupt_result_is_a_one_line_error(tmp_path):
+    (tmp_path / "c.json").write_text("{not json")
+    with pytest.raises(HarnessError, match="c.json: unreadable result file"):
+        read_result(tmp_path / "c.json")
+
+
+def test_summary_table_mean_and_sample_std():
+    def result(regime, seed, acc):
+        return {"cell": {"task": "t", "regime": regime, "k": 4, "seed": seed}, "metrics": {"accuracy": acc}, "n": 10}
+
+    table = summary_table([result("few-shot", 1, 0.5), result("few-shot", 2, 0.7), result("zero-shot", None, 0.4)],
+                          metrics=("accuracy",))
+    lines = table.splitlines()
+    assert lines[2] == "| t | zero-shot | 4 | 0.400 ± 0.000 | 1 | 10 |"
+    assert lines[3] == "| t | few-shot | 4 | 0.600 ± 0.141 | 2 | 10 |"

@@ -1,0 +1,66 @@
+import pytest
+
+from harness.scoring import ScoreRequest, ScoreStats, score_naive, score_requests, tokenize_requests
+
+PREFIX = "the movie was great . it was good\n\nthe plot was bad . it was terrible\n\n"
+REQUESTS = [
+    ScoreRequest("", "the acting was very good . it was", (" great", " terrible")),  # one token each
+    ScoreRequest("", "bad film . it was", (" very good !", " not good", " zebra crossing")),  # several tokens
+    ScoreRequest(PREFIX, "this film is good . it was", (" great", " terrible")),
+    ScoreRequest(PREFIX, "a", (" great", " bad movie")),
+    ScoreRequest(PREFIX, "the film of the year ? it was", ("great", "terrible")),  # answer merges with no space
+    ScoreRequest("the plot\n\n", "is", (" good", " bad")),
+]
+
+
+def _max_gap(a, b):
+    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra.logliks, rb.logliks))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
+def test_shortcuts_match_naive_scoring(model, tokenizer, batch_size):
+    fast = score_requests(model, tokenizer, REQUESTS, batch_size, 256)
+    naive = score_naive(model, tokenizer, REQUESTS, 256)
+    assert _max_gap(fast, naive) < 1e-4
+    assert [len(r.logliks) for r in fast] == [len(r.continuations) for r in REQUESTS]
+
+
+def test_single_token_answers_need_one_pass_per_batch(model, tokenizer):
+    stats = ScoreStats()
+    requests = [REQUESTS[0]] * 5
+    score_requests(model, tokenizer, requests, 8, 256, stats)
+    assert stats.forwards == 1
+    naive = ScoreStats()
+    score_naive(model, tokenizer, requests, 256, naive)
+    assert naive.forwards == 10 and stats.tokens < naive.tokens
+
+
+def test_shared_prefix_is_encoded_once(model, tokenizer):
+    stats = ScoreStats()
+    requests = [ScoreRequest(PREFIX, f"the film {w} . it was", (" great", " terrible")) for w in ("is", "was", "of")]
+    score_requests(model, tokenizer, requests, 1, 256, stats)
+    prefix_tokens = len(tokenizer(PREFIX)["input_ids"])
+    context_tokens = sum(len(tokenizer(r.context)["input_ids"]) for r in requests)
+    assert stats.tokens == prefix_tokens + context_tokens  # the prefix once, every context once
+    assert stats.forwards == 1 + 3
+
+
+def test_results_come_back_in_input_order(model, tokenizer):
+    each = [score_naive(model, tokenizer, [r], 256)[0] for r in REQUESTS]
+    assert _max_gap(score_requests(model, tokenizer, REQUESTS, 2, 256), each) < 1e-4
+
+
+def test_tokens_split_as_the_whole_string_tokenizes(tokenizer):
+    unit = tokenize_requests(tokenizer, [ScoreRequest("", "the movie was", (" great",))], 256)[0]
+    whole = tokenizer("the movie was great", add_special_tokens=False)["input_ids"]
+    assert [*unit.prefix, *unit.context, *unit.continuations[0]] == whole
+    assert unit.continuations[0] == tokenizer(" great", add_special_tokens=False)["input_ids"]
+
+
+def test_too_long_prompt_is_cut_from_the_left_and_reported(model, tokenizer):
+    request = ScoreRequest(PREFIX, "this film is good . it was", (" great", " terrible"))
+    full = len(tokenizer(PREFIX + request.context)["input_ids"]) + 1
+    fast = score_requests(model, tokenizer, [request], 4, 12)
+    naive = score_naive(model, tokenizer, [request], 12)
+    assert fast[0].truncated_tokens == full - 12 > 0
+    assert _max_gap(fast, naive) < 1e-4
