@@ -80,6 +80,9 @@ def load_model(name: str, trust_remote_code: bool = False, device: str | None = 
 
 def _from_pretrained(source: str, dtype: Any, trust_remote_code: bool, local_only: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a sub-second load needs no bar; our own bars show the work
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_only)
