@@ -58,6 +58,24 @@ def _int_list(name: str) -> Callable[[click.Context, click.Parameter, str], list
     return parse
 
 
+def _k_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    from harness.runner import FULL_K
+
+    try:
+        return [FULL_K if v == "full" else int(v) for v in _split_list(value)]
+    except ValueError:
+        raise click.BadParameter(f"--k must be comma-separated integers or 'full', got '{value}'") from None
+
+
+def _float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in _split_list(value)]
+    except ValueError:
+        raise click.BadParameter(f"must be comma-separated numbers, got '{value}'") from None
+
+
 def _limit(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
     if value == "all":
         return None
@@ -73,8 +91,9 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 @cli.command("eval")
 @click.option("--tasks", default="bbc_news", show_default=True, help="Comma-separated task names.")
 @click.option("--model", default="smollm2-135m", show_default=True, help="Alias, hub id or local folder of a causal LM.")
-@click.option("--regimes", default="zero-shot,few-shot", show_default=True, help="Comma-separated regimes.")
-@click.option("--k", "k", default="16", show_default=True, callback=_int_list("--k"), help="Examples per class.")
+@click.option("--regimes", default="zero-shot,few-shot,head,full", show_default=True, help="Comma-separated regimes.")
+@click.option("--k", "k", default="16", show_default=True, callback=_k_list,
+              help="Examples per class, comma-separated; 'full' = the whole train split (validation as dev).")
 @click.option("--seeds", default="13,21", show_default=True, callback=_int_list("--seeds"), help="Sampling seeds.")
 @click.option("--templates", default=None, help="'all', or comma-separated names [default: each task's defaults].")
 @click.option("--limit", default="200", show_default=True, callback=_limit, help="Test examples per task, or 'all'.")
@@ -83,9 +102,20 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--overwrite", is_flag=True, help="Recompute cells already on disk.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
+@click.option("--unfreeze-top", default=0, show_default=True, type=int, help="head: also train the top N blocks.")
+@click.option("--pooling", default="last", show_default=True, help="head/full: 'last' non-pad token or 'mean'.")
+@click.option("--head-init", default="zero", show_default=True, help="head/full: 'zero', or 'verbalizer' rows.")
+@click.option("--full-lrs", default=None, callback=_float_list, help="full: learning-rate grid [default: by device].")
+@click.option("--full-steps", default=None, type=click.IntRange(min=1), help="full: optimizer steps [default: by device].")
+@click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1), help="full: micro-batches per step.")
+@click.option("--gradient-checkpointing", is_flag=True, help="full: trade compute for memory.")
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(min=8),
+              help="head/full: inputs are cut to this many tokens.")
 def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list[int], templates: str | None,
                  limit: int | None, data_dir: str | None, out: Path, batch_size: int, overwrite: bool,
-                 trust_remote_code: bool) -> None:
+                 trust_remote_code: bool, unfreeze_top: int, pooling: str, head_init: str,
+                 full_lrs: list[float] | None, full_steps: int | None, grad_accum: int, gradient_checkpointing: bool,
+                 max_tokens: int) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
     from harness.results import summary_table, write_atomic
     from harness.runner import EvalConfig, run_eval
@@ -93,10 +123,16 @@ def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list
     config = EvalConfig(
         tasks=_split_list(tasks), model=model, regimes=_split_list(regimes), k=k, seeds=seeds, templates=templates,
         limit=limit, data_dir=data_dir, out=out, batch_size=batch_size, overwrite=overwrite,
-        trust_remote_code=trust_remote_code, command=shlex.join(["harness", *sys.argv[1:]]),
+        trust_remote_code=trust_remote_code, unfreeze_top=unfreeze_top, pooling=pooling, head_init=head_init,
+        full_learning_rates=full_lrs, full_steps=full_steps, grad_accum=grad_accum,
+        gradient_checkpointing=gradient_checkpointing, max_tokens=max_tokens,
+        command=shlex.join(["harness", *sys.argv[1:]]),
     )
 
     def report_cell(cell: Any, result: dict[str, Any], how: str) -> None:
+        if how == "failed":
+            click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: {result['reason']}")
+            return
         acc = result["metrics"].get("accuracy")
         click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: accuracy {acc:.3f} "
                    f"(n={result['n']}, {result['wall_time_s']:.1f}s)")
@@ -106,7 +142,9 @@ def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list
     baselines = "".join(f"majority baseline {task}: {acc:.3f}\n" for task, acc in report.majority.items())
     click.echo("\n" + table + baselines)
     write_atomic(out / "summary.md", f"`{config.command}`\n\n{table}\n{baselines}")
-    click.echo(f"{report.computed} cells computed, {report.skipped} found on disk; summary in {out / 'summary.md'}")
+    failed = f", {report.failed} failed (see their result files)" if report.failed else ""
+    click.echo(f"{report.computed} cells computed, {report.skipped} found on disk{failed}; "
+               f"summary in {out / 'summary.md'}")
 
 
 @cli.command("tasks")

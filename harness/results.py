@@ -27,11 +27,13 @@ class Cell:
     regime: str
     k: int  # examples per class; 0 for zero-shot; -1 for the whole train split (--k full)
     seed: int | None  # None for zero-shot, which draws nothing
+    variant: str = ""  # a regime's option that changes results, e.g. "top2" for head with 2 blocks unfrozen
 
     @property
     def stem(self) -> str:
         k = "full" if self.k < 0 else str(self.k)
-        return f"{self.regime}_k{k}" + ("" if self.seed is None else f"_seed{self.seed}")
+        regime = f"{self.regime}-{self.variant}" if self.variant else self.regime
+        return f"{regime}_k{k}" + ("" if self.seed is None else f"_seed{self.seed}")
 
     def paths(self, out: Path, model_slug: str) -> tuple[Path, Path]:
         """(result JSON, per-example JSONL) of this cell under a run folder."""
@@ -107,11 +109,14 @@ def summary_table(results: Iterable[dict[str, Any]], metrics: Sequence[str] = ("
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for result in results:
         if result.get("status", "ok") == "ok":
-            groups.setdefault((result["cell"]["task"], result["cell"]["regime"]), []).append(result)
+            cell = result["cell"]
+            label = f"{cell['regime']} ({cell['variant']})" if cell.get("variant") else cell["regime"]
+            groups.setdefault((cell["task"], label), []).append(result)
     order = {r: i for i, r in enumerate(REGIMES)}
     header = ["task", "regime", "k", *metrics, "cells", "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (task, regime), cells in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
+    for (task, regime), cells in sorted(groups.items(),
+                                        key=lambda kv: (kv[0][0], order.get(kv[0][1].split(" ")[0], 99), kv[0][1])):
         ks = sorted({c["cell"]["k"] for c in cells})
         values = [_mean_std([c["metrics"].get(m) for c in cells]) for m in metrics]
         n = sorted({c["n"] for c in cells})

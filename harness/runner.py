@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from harness.cells import CellFailed, draw_for, provenance, run_cell
 from harness.errors import HarnessError
-from harness.metrics import compute_metrics
 from harness.prompts import select_templates
-from harness.results import Cell, config_hash, harness_provenance, model_slug, read_result, write_cell
-from harness.sampling import TEST_SUBSET_SEED, KShotDraw, draw_kshot, select_test_subset
+from harness.results import Cell, config_hash, model_slug, read_result, write_atomic, write_cell
 from harness.tasks import load_examples, load_task, resolve_data_dir
-from harness.types import REGIMES, Example, Prediction, TaskSpec, Template
+from harness.types import REGIMES, Example, TaskSpec, Template
 
 log = logging.getLogger(__name__)
 
-PROMPTING = ("zero-shot", "few-shot")
+FULL_K = -1  # --k full: the whole train split, with the validation split as dev
 DEFAULT_TASKS = ("bbc_news",)
-DEFAULT_REGIMES = ("zero-shot", "few-shot")
+DEFAULT_REGIMES = REGIMES
 DEFAULT_K = (16,)
 DEFAULT_SEEDS = (13, 21)
 DEFAULT_LIMIT = 200  # test examples of the default run, sized for the time budget on 2 CPU cores
@@ -36,7 +33,7 @@ class EvalConfig:
     tasks: Sequence[str] = DEFAULT_TASKS
     model: str = "smollm2-135m"
     regimes: Sequence[str] = DEFAULT_REGIMES
-    k: Sequence[int] = DEFAULT_K
+    k: Sequence[int] = DEFAULT_K  # FULL_K for the whole train split
     seeds: Sequence[int] = DEFAULT_SEEDS
     templates: str | None = None  # None: each task's default templates; "all"; or comma-separated names
     limit: int | None = DEFAULT_LIMIT
@@ -45,6 +42,14 @@ class EvalConfig:
     batch_size: int = 16
     overwrite: bool = False
     trust_remote_code: bool = False
+    unfreeze_top: int = 0
+    pooling: str = "last"
+    head_init: str = "zero"
+    full_learning_rates: Sequence[float] | None = None  # None: the device's default grid
+    full_steps: int | None = None
+    grad_accum: int = 1
+    gradient_checkpointing: bool = False
+    max_tokens: int = 256
     command: str = ""
 
 
@@ -55,6 +60,7 @@ class RunReport:
     results: list[dict[str, Any]] = field(default_factory=list)
     computed: int = 0
     skipped: int = 0
+    failed: int = 0
     majority: dict[str, float] = field(default_factory=dict)
 
 
@@ -62,6 +68,7 @@ class RunReport:
 class _TaskData:
     task: TaskSpec
     train: list[Example]
+    validation: list[Example]
     test: list[Example]
     templates: list[Template]
 
@@ -69,19 +76,14 @@ class _TaskData:
 def run_eval(config: EvalConfig, on_cell: Callable[[Cell, dict[str, Any], str], None] | None = None,
              progress: bool = False) -> RunReport:
     """Check every input, then compute the cells not already on disk, writing each as it finishes."""
-    for regime in config.regimes:
-        if regime not in REGIMES:
-            raise HarnessError(f"unknown regime '{regime}' (known: {', '.join(REGIMES)})")
-        if regime not in PROMPTING:
-            raise HarnessError(f"regime '{regime}' is not available yet (available: {', '.join(PROMPTING)})")
+    _check_options(config)
     data = [_load_task_data(name, config) for name in config.tasks]
     plan = [(d, cell) for d in data for cell in _cells(d, config)]
     for d, cell in plan:  # fail on an impossible draw before any compute
-        if cell.seed is not None:
-            draw_kshot(d.train, cell.k, cell.seed, d.task.label_names)
+        draw_for(cell, d.train, d.validation, d.task)
     report = RunReport(majority={d.task.name: _majority(d.test) for d in data})
     slug = model_slug(config.model)
-    lm = None
+    lm = store = options = None
     for d, cell in plan:
         json_path, jsonl_path = cell.paths(config.out, slug)
         template = next(t for t in d.templates if t.name == cell.template)
@@ -92,16 +94,27 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, dict[str, Any], str], 
                 raise HarnessError(
                     f"{json_path}: holds a result of another configuration; use --overwrite or another --out"
                 )
-            report.results.append(existing)
-            report.skipped += 1
-            if on_cell:
-                on_cell(cell, existing, "skipped")
-            continue
+            if existing.get("status") == "ok":
+                report.results.append(existing)
+                report.skipped += 1
+                if on_cell:
+                    on_cell(cell, existing, "skipped")
+                continue
         if lm is None:
-            from harness.models import load_model  # heavy: only when some cell needs computing
-
-            lm = load_model(config.model, trust_remote_code=config.trust_remote_code)
-        result, predictions = _run_cell(lm, d, template, cell, config, resolved, progress)
+            lm, store, options = _prepare(config)
+        draw = draw_for(cell, d.train, d.validation, d.task)
+        try:
+            record, predictions = run_cell(lm, store, d.task, template, cell, draw, d.test, options, progress)
+        except CellFailed as exc:
+            result = provenance({"status": "failed", "reason": str(exc), "failed_step": exc.step}, lm, cell,
+                                d.task, template, resolved)
+            write_atomic(json_path, _dumps(result))
+            report.results.append(result)
+            report.failed += 1
+            if on_cell:
+                on_cell(cell, result, "failed")
+            continue
+        result = provenance(record, lm, cell, d.task, template, resolved)
         write_cell(json_path, jsonl_path, result, predictions)
         report.results.append(result)
         report.computed += 1
@@ -110,86 +123,116 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, dict[str, Any], str], 
     return report
 
 
+def _dumps(result: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(result, indent=2) + "\n"
+
+
+def _check_options(config: EvalConfig) -> None:
+    for regime in config.regimes:
+        if regime not in REGIMES:
+            raise HarnessError(f"unknown regime '{regime}' (known: {', '.join(REGIMES)})")
+    from harness.regimes.head import HEAD_INITS
+    from harness.regimes.training import POOLINGS
+
+    if config.pooling not in POOLINGS:
+        raise HarnessError(f"unknown pooling '{config.pooling}' (known: {', '.join(POOLINGS)})")
+    if config.head_init not in HEAD_INITS:
+        raise HarnessError(f"unknown head init '{config.head_init}' (known: {', '.join(HEAD_INITS)})")
+    if config.unfreeze_top < 0:
+        raise HarnessError(f"--unfreeze-top must be 0 or more, got {config.unfreeze_top}")
+
+
+def _prepare(config: EvalConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """Load the model (only when some cell needs computing) and fix the regimes' settings."""
+    from harness.models import load_model
+    from harness.regimes.features import FeatureStore
+
+    lm = load_model(config.model, trust_remote_code=config.trust_remote_code)
+    return lm, FeatureStore(lm.model, lm.tokenizer, config.max_tokens), _regime_options(config, lm.device)
+
+
+def _regime_options(config: EvalConfig, device: str) -> dict[str, Any]:
+    """The settings of each regime: CLI options over the device's defaults."""
+    from dataclasses import replace
+
+    from harness.regimes.full import FullConfig
+    from harness.regimes.head import HeadConfig
+
+    full = FullConfig.for_device(device)
+    full = replace(full, pooling=config.pooling, init=config.head_init, grad_accum=config.grad_accum,
+                   gradient_checkpointing=config.gradient_checkpointing, max_tokens=config.max_tokens,
+                   learning_rates=tuple(config.full_learning_rates or full.learning_rates),
+                   max_steps=config.full_steps or full.max_steps)
+    head = HeadConfig(unfreeze_top=config.unfreeze_top, pooling=config.pooling, init=config.head_init,
+                      batch_size=config.batch_size)
+    return {"batch_size": config.batch_size, "head": head, "full": full}
+
+
 def _load_task_data(name: str, config: EvalConfig) -> _TaskData:
     task = load_task(name)
     templates = select_templates(task, config.templates)
-    test = select_test_subset(load_examples(task, "test", config.data_dir), config.limit)
-    train = load_examples(task, "train", config.data_dir) if "few-shot" in config.regimes else []
-    return _TaskData(task, train, test, templates)
+    test = _limited_test(task, config)
+    needs_train = any(r != "zero-shot" for r in config.regimes)
+    train = load_examples(task, "train", config.data_dir) if needs_train else []
+    needs_validation = FULL_K in config.k and any(r in ("head", "full") for r in config.regimes)
+    validation = load_examples(task, "validation", config.data_dir) if needs_validation else []
+    return _TaskData(task, train, validation, test, templates)
+
+
+def _limited_test(task: TaskSpec, config: EvalConfig) -> list[Example]:
+    from harness.sampling import select_test_subset
+
+    return select_test_subset(load_examples(task, "test", config.data_dir), config.limit)
 
 
 def _cells(d: _TaskData, config: EvalConfig) -> list[Cell]:
+    variant = {"head": _head_variant(config), "full": "verbalizer-init" if config.head_init == "verbalizer" else ""}
     cells = []
     for template in d.templates:
         for regime in config.regimes:
             if regime == "zero-shot":
                 cells.append(Cell(d.task.name, template.name, regime, 0, None))
-            else:
-                cells.extend(Cell(d.task.name, template.name, regime, k, s) for k in config.k for s in config.seeds)
+                continue
+            for k in config.k:
+                if k == FULL_K and regime == "few-shot":
+                    log.warning("few-shot skips k=full: a whole train split does not fit in a prompt")
+                    continue
+                cells.extend(Cell(d.task.name, template.name, regime, k, s, variant.get(regime, ""))
+                             for s in config.seeds)
     return cells
+
+
+def _head_variant(config: EvalConfig) -> str:
+    parts = [f"top{config.unfreeze_top}"] if config.unfreeze_top else []
+    if config.pooling != "last":
+        parts.append(f"{config.pooling}-pool")
+    if config.head_init == "verbalizer":
+        parts.append("verbalizer-init")
+    return "-".join(parts)
 
 
 def _resolved_config(config: EvalConfig, d: _TaskData, template: Template, cell: Cell) -> dict[str, Any]:
     """What determines the cell's numbers (hashed), plus how the run was invoked (not hashed)."""
     determining = {
         "task": d.task.name, "task_version": d.task.version, "template": template.name,
-        "template_sha256": template.sha256, "regime": cell.regime, "k": cell.k, "seed": cell.seed,
-        "model": config.model, "test_ids_sha256": _ids_hash(d.test), "data_dir": str(resolve_data_dir(config.data_dir)),
+        "template_sha256": template.sha256, "regime": cell.regime, "variant": cell.variant, "k": cell.k,
+        "seed": cell.seed, "model": config.model, "test_ids_sha256": _ids_hash(d.test),
+        "data_dir": str(resolve_data_dir(config.data_dir)),
     }
-    return {
-        "hash": config_hash(determining), "determining": determining,
-        "invocation": {**{k: v for k, v in asdict(config).items() if k != "out"}, "out": str(config.out)},
-    }
+    if cell.regime in ("head", "full"):
+        determining["max_tokens"] = config.max_tokens
+    if cell.regime == "full":
+        determining.update(full_learning_rates=list(config.full_learning_rates or []), full_steps=config.full_steps,
+                           grad_accum=config.grad_accum)
+    invocation = {k: v for k, v in asdict(config).items() if k != "out"}
+    return {"hash": config_hash(determining), "determining": determining,
+            "invocation": {**invocation, "out": str(config.out)}}
 
 
 def _ids_hash(examples: Sequence[Example]) -> str:
     return hashlib.sha256("\n".join(e.id for e in examples).encode()).hexdigest()[:16]
-
-
-def _run_cell(lm: Any, d: _TaskData, template: Template, cell: Cell, config: EvalConfig,
-              resolved: dict[str, Any], progress: bool) -> tuple[dict[str, Any], list[Prediction]]:
-    from harness.regimes.prompting import predict_prompting
-
-    draw = draw_kshot(d.train, cell.k, cell.seed, d.task.label_names) if cell.seed is not None else KShotDraw((), ())
-    started = time.perf_counter()
-    run = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, d.test, draw.train,
-                            config.batch_size, progress)
-    wall = time.perf_counter() - started
-    preds = run.predictions
-    n_classes = len(d.task.label_names)
-    result = {
-        "cell": asdict(cell),
-        "status": "ok",
-        "metrics": compute_metrics(d.task.metrics, preds),
-        "n": len(preds),
-        "effective_k": {
-            "requested": cell.k,
-            "min": min(p.n_demos for p in preds) / n_classes,
-            "mean": sum(p.n_demos for p in preds) / len(preds) / n_classes,
-        },
-        "context": {
-            "max_length": lm.max_length,
-            "examples_with_demos_dropped": sum(p.n_demos < len(draw.train) for p in preds),
-            "examples_truncated_left": sum(p.truncated_tokens > 0 for p in preds),
-        },
-        "demo_ids": [e.id for e in draw.train],
-        "wall_time_s": round(wall, 3),
-        "tokens_processed": run.stats.tokens,
-        "forward_passes": run.stats.forwards,
-        "task_version": d.task.version,
-        "template_sha256": template.sha256,
-        "template_text": template.source,
-        "verbalizers": list(template.verbalizers),
-        "model": lm.identity,
-        "device": lm.device,
-        "seeds": {"sampling": cell.seed, "test_subset": TEST_SUBSET_SEED},
-        "harness": harness_provenance(),
-        "config": resolved["determining"],
-        "invocation": resolved["invocation"],
-        "config_hash": resolved["hash"],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    return result, preds
 
 
 def _majority(examples: Sequence[Example]) -> float:

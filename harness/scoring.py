@@ -35,6 +35,7 @@ class ScoreResult:
 
     logliks: tuple[float, ...]
     truncated_tokens: int
+    prompt_tokens: int = 0  # prefix + context tokens (what an uncached forward would run before the answer)
 
 
 @dataclass
@@ -245,10 +246,12 @@ def _pack_mask(unit_of: list[int], segment_of: list[int], prefix_len: int, dtype
 def _collect(requests: Sequence[ScoreRequest], units: list[_Unit]) -> list[ScoreResult]:
     scores: list[dict[int, float]] = [{} for _ in requests]
     truncated = [0] * len(requests)
+    prompt = [0] * len(requests)
     for unit in units:
         scores[unit.request].update(unit.scores)
         truncated[unit.request] = max(truncated[unit.request], unit.truncated)
+        prompt[unit.request] = max(prompt[unit.request], len(unit.prefix) + len(unit.context))
     return [
-        ScoreResult(tuple(s[c] for c in range(len(r.continuations))), t)
-        for r, s, t in zip(requests, scores, truncated)
+        ScoreResult(tuple(s[c] for c in range(len(r.continuations))), t, p)
+        for r, s, t, p in zip(requests, scores, truncated, prompt)
     ]

@@ -75,6 +75,7 @@ class Prediction:
     scores_norm: tuple[float, ...] | None = None  # log-likelihood per character of the answer
     n_demos: int = 0  # demos actually in this example's prompt (few-shot may drop some to fit)
     truncated_tokens: int = 0  # tokens cut from the left of the input to fit the context
+    prompt_tokens: int = 0  # tokens of the prompt before the answer, demos included (prompting)
 
     @property
     def pred(self) -> int:

@@ -33,7 +33,8 @@ def run(runner, *args):
 
 
 def test_eval_writes_cells_and_summary_then_skips_them(runner, tmp_path):
-    args = ["eval", "--tasks", "toy", "--k", "2", "--seeds", "13,21", "--out", str(tmp_path), "--limit", "all"]
+    args = ["eval", "--tasks", "toy", "--regimes", "zero-shot,few-shot", "--k", "2", "--seeds", "13,21",
+            "--out", str(tmp_path), "--limit", "all"]
     first = run(runner, *args)
     assert first.exit_code == 0, first.output
     cells = sorted(p.name for p in tmp_path.rglob("*.json"))

@@ -38,7 +38,7 @@ def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Tem
         Prediction(
             id=ex.id, gold=ex.label, probs=softmax(res.logliks), scores=res.logliks,
             scores_norm=tuple(s / n for s, n in zip(res.logliks, lengths)),
-            n_demos=len(kept), truncated_tokens=res.truncated_tokens,
+            n_demos=len(kept), truncated_tokens=res.truncated_tokens, prompt_tokens=res.prompt_tokens,
         )
         for ex, kept, res in zip(examples, demos_per_example, results)
     ]

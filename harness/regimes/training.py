@@ -1,0 +1,161 @@
+"""The one training loop shared by `head` (top-N unfrozen) and `full`, and what it trains: a classifier
+on the hidden state of the last non-pad token (or the mean over tokens)."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+POOLINGS = ("last", "mean")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the cell is recorded as failed with the step."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step = step
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """(batch, seq, dim) hidden states -> (batch, dim): last non-pad token (right padding) or masked mean."""
+    if how == "last":
+        last = mask.sum(1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+class SequenceClassifier(nn.Module):
+    """A transformer stack (the whole backbone, or its top blocks run on cached inputs) plus a linear head."""
+
+    def __init__(self, body: Callable[..., torch.Tensor], modules: nn.Module, head: nn.Linear, pooling: str):
+        super().__init__()
+        self.modules_trained = modules
+        self.body = body  # (inputs, mask) -> (batch, seq, dim) final-norm hidden states
+        self.head = head
+        self.pooling = pooling
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(inputs, mask)
+        return self.head(pool(hidden, mask, self.pooling).to(self.head.weight.dtype))
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 16) -> list[list[int]]:
+    """Shuffle, cut into mega-batches, sort each by length, split: similar lengths share a batch (little padding)."""
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    batches = []
+    for start in range(0, len(order), batch_size * mega):
+        chunk = sorted(order[start : start + batch_size * mega], key=lambda i: lengths[i], reverse=True)
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    random.Random(seed + 1).shuffle(batches)
+    return batches
+
+
+def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Share of pad positions in the padded batches."""
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    return 1 - sum(lengths) / padded if padded else 0.0
+
+
+@dataclass
+class FitResult:
+    """Per-class probabilities for each test input (in order), and what training chose and cost."""
+
+    probs: list[list[float]]
+    record: dict[str, Any]
+    trained: nn.Module | None = None  # the trained modules (tests look at them; never written)
+
+
+@dataclass
+class LoopConfig:
+    """One training run's hyperparameters."""
+
+    learning_rate: float
+    max_steps: int  # optimizer steps
+    batch_size: int  # examples per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    eval_every: int = 10  # optimizer steps between dev evaluations
+    patience: int = 3  # evaluations without dev improvement before stopping
+    seed: int = 13
+
+
+@dataclass
+class LoopResult:
+    """The best dev checkpoint (in memory) and what training cost."""
+
+    best_state: dict[str, torch.Tensor]
+    best_dev: tuple[float, float]  # (accuracy, -loss): higher is better
+    best_step: int
+    steps: int
+    tokens: int
+    padded_tokens: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_loop(model: SequenceClassifier, params: list[nn.Parameter], make_batch: Callable[[list[int]], tuple],
+               train_idx: Sequence[int], lengths: Sequence[int], dev_score: Callable[[], tuple[float, float]],
+               cfg: LoopConfig, autocast: Callable[[], Any], progress: bool = False) -> LoopResult:
+    """AdamW, warmup then linear decay, clipping, dev checks every `eval_every` steps, best state kept."""
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+    loss_fn = nn.CrossEntropyLoss()
+    batches = _cycle_batches([lengths[i] for i in train_idx], cfg.batch_size, cfg.seed)
+    best = LoopResult({}, (-1.0, -math.inf), 0, 0, 0, 0)
+    stale = 0
+    bar = tqdm(total=cfg.max_steps, desc=f"training lr={cfg.learning_rate:g}", disable=not progress, leave=False)
+    model.train()
+    for step in range(1, cfg.max_steps + 1):
+        for _ in range(cfg.grad_accum):
+            rows = [train_idx[i] for i in next(batches)]
+            inputs, mask, labels = make_batch(rows)
+            with autocast():
+                loss = loss_fn(model(inputs, mask).float(), labels) / cfg.grad_accum
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(step, float(loss.detach()))
+            loss.backward()
+            best.tokens += int(mask.sum())
+            best.padded_tokens += mask.numel()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            model.eval()
+            score = dev_score()
+            model.train()
+            best.history.append({"step": step, "dev_accuracy": score[0], "dev_loss": -score[1]})
+            if score > best.best_dev:
+                best.best_dev, best.best_step, stale = score, step, 0
+                best.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()
+                                   if k.startswith(("modules_trained.", "head."))}
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    best.steps = step
+                    break
+        best.steps = step
+    bar.close()
+    model.eval()
+    return best
+
+
+def _cycle_batches(lengths: Sequence[int], batch_size: int, seed: int) -> Iterator[list[int]]:
+    epoch = 0
+    while True:
+        yield from length_grouped_batches(lengths, batch_size, seed + epoch)
+        epoch += 1

@@ -1,0 +1,185 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import harness.models
+from harness.cells import draw_for
+from harness.cli import cli
+from harness.prompts import load_template, render_input
+from harness.regimes.features import FeatureStore
+from harness.regimes.full import FullConfig, fit_full
+from harness.regimes.head import HeadConfig, fit_head
+from harness.regimes.training import length_grouped_batches, padding_fraction
+from harness.results import Cell
+from harness.tasks import load_examples, load_task
+
+FAST_FULL = FullConfig(max_steps=4, batch_size=4, eval_every=2, learning_rates=(1e-3,))
+
+
+def _data(seed=13, k=2):
+    task = load_task("toy")
+    template = load_template(task, "cloze")
+    draw = draw_for(Cell("toy", "cloze", "head", k, seed), load_examples(task, "train"), [], task)
+    test = load_examples(task, "test")
+    texts = {"train": [render_input(template, e) for e in draw.train],
+             "dev": [render_input(template, e) for e in draw.dev],
+             "test": [render_input(template, e) for e in test]}
+    labels = {"train": [e.label for e in draw.train], "dev": [e.label for e in draw.dev]}
+    return task, draw, test, texts, labels
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("top", [0, 1])
+def test_head_trains_and_leaves_the_backbone_bit_identical(toy_env, model, tokenizer, top):
+    _, _, test, texts, labels = _data()
+    before = _state(model)
+    store = FeatureStore(model, tokenizer, 64)
+    fit = fit_head(model, store, texts, labels, 2, [5, 6], HeadConfig(unfreeze_top=top, steps=20, top_steps=4), 13)
+    assert _same(before, model.state_dict())
+    assert len(fit.probs) == len(test) and all(abs(sum(p) - 1) < 1e-5 for p in fit.probs)
+    assert fit.record["hyperparameters"]["unfreeze_top"] == top
+    if top:
+        trained = dict(fit.trained.modules_trained.named_parameters())
+        base = dict(model.model.layers[-1].named_parameters())
+        assert any(not torch.equal(trained[f"layers.0.{k}"], v) for k, v in base.items())
+
+
+def test_head_features_are_computed_once_per_input(toy_env, model, tokenizer):
+    _, _, _, texts, labels = _data()
+    store = FeatureStore(model, tokenizer, 64)
+    fit_head(model, store, texts, labels, 2, None, HeadConfig(steps=5), 13)
+    after_first = store.tokens_run
+    fit_head(model, store, texts, labels, 2, None, HeadConfig(steps=5), 21)
+    assert after_first > 0 and store.tokens_run == after_first
+
+
+def test_verbalizer_init_starts_from_the_lm_head_rows(toy_env, model, tokenizer):
+    from harness.regimes.head import init_weights
+
+    weight, bias = init_weights(model.get_output_embeddings(), [7, 9], 32, 2, "verbalizer")
+    assert torch.equal(weight, model.lm_head.weight[[7, 9]]) and torch.equal(bias, torch.zeros(2))
+    zero, _ = init_weights(model.get_output_embeddings(), [7, 9], 32, 2, "zero")
+    assert not zero.any()
+
+
+def test_full_trains_a_copy_and_never_the_base(toy_env, model, tokenizer):
+    _, _, test, texts, labels = _data()
+    before = _state(model)
+    fit = fit_full(model, tokenizer, texts, labels, 2, None, FAST_FULL, 13)
+    assert _same(before, model.state_dict())
+    trained = dict(fit.trained.modules_trained.named_parameters())
+    assert any(not torch.equal(trained[k], v) for k, v in model.model.named_parameters())
+    assert len(fit.probs) == len(test) and fit.record["train_steps"] == 4
+    assert fit.record["selection"]["grid"] == [1e-3]
+
+
+def test_same_seed_same_results(toy_env, model, tokenizer):
+    _, _, _, texts, labels = _data()
+    a = fit_full(model, tokenizer, texts, labels, 2, None, FAST_FULL, 13)
+    b = fit_full(model, tokenizer, texts, labels, 2, None, FAST_FULL, 13)
+    assert a.probs == b.probs
+
+
+def test_dev_and_train_are_disjoint_and_never_test(toy_env):
+    task, draw, test, _, _ = _data(seed=21, k=3)
+    train_ids, dev_ids = {e.id for e in draw.train}, {e.id for e in draw.dev}
+    assert len(train_ids) == len(dev_ids) == 6 and not train_ids & dev_ids
+    assert not (train_ids | dev_ids) & {e.id for e in test}
+    other = _data(seed=42, k=3)[1]
+    assert {e.id for e in other.train} != train_ids
+
+
+def test_length_grouped_batches_waste_little_padding():
+    lengths = [5, 50, 6, 48, 7, 51, 5, 49] * 8
+    grouped = length_grouped_batches(lengths, 4, 13)
+    assert sorted(i for b in grouped for i in b) == list(range(len(lengths)))
+    naive = [list(range(i, i + 4)) for i in range(0, len(lengths), 4)]
+    assert padding_fraction(lengths, grouped) < 0.1 < padding_fraction(lengths, naive)
+
+
+@pytest.fixture
+def patched(toy_env, loaded, monkeypatch):
+    monkeypatch.setattr(harness.models, "load_model", lambda *a, **k: loaded)
+    return CliRunner()
+
+
+def test_cli_runs_head_top1_and_full_and_records_costs(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "head,full", "--k", "2", "--seeds", "13",
+                                  "--templates", "cloze", "--full-steps", "2", "--unfreeze-top", "1",
+                                  "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    head = json.loads(next(tmp_path.rglob("head-top1_k2_seed13.json")).read_text())
+    full = json.loads(next(tmp_path.rglob("full_k2_seed13.json")).read_text())
+    for record in (head, full):
+        cost = record["cost"]
+        for key in ("trainable_parameters", "trainable_parameters_percent", "train_examples", "train_steps",
+                    "train_tokens", "train_wall_time_s", "train_flops", "inference_flops_per_example",
+                    "peak_rss_bytes", "stored_bytes_per_task"):
+            assert key in cost, key
+        assert record["hyperparameters"] and record["selection"]["rule"]
+        assert cost["train_examples"] == 4 and len(record["dev_ids"]) == 4
+    assert full["cost"]["trainable_parameters_percent"] > 99 > head["cost"]["trainable_parameters_percent"] > 0
+    assert "| toy | head (top1) |" in result.output
+
+
+def test_selection_never_sees_test_labels(patched, tmp_path, monkeypatch):
+    seen = []
+    import harness.regimes.head as head_module
+
+    original = head_module.fit_head
+
+    def spy(model, store, texts, labels, *args, **kwargs):
+        seen.append(set(labels))
+        return original(model, store, texts, labels, *args, **kwargs)
+
+    monkeypatch.setattr(head_module, "fit_head", spy)
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "head", "--k", "2", "--seeds", "13",
+                                  "--templates", "cloze", "--out", str(tmp_path)])
+    assert result.exit_code == 0 and seen == [{"train", "dev"}]
+
+
+def test_nan_loss_fails_the_cell_and_the_run_goes_on(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot,full", "--k", "2", "--seeds",
+                                  "13", "--templates", "cloze", "--full-lrs", "1e12", "--full-steps", "3",
+                                  "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    failed = json.loads(next(tmp_path.rglob("full_k2_seed13.json")).read_text())
+    assert failed["status"] == "failed" and "loss became" in failed["reason"] and failed["failed_step"] >= 1
+    assert "1 failed" in result.output and (next(tmp_path.rglob("zero-shot_k0.json"))).is_file()
+
+
+def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, monkeypatch):
+    import harness.regimes.full as full_module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(full_module, "fit_full", boom)
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot,full", "--k", "2", "--seeds",
+                                  "13", "--templates", "cloze", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "ran out of memory" in result.output and "--batch-size" in result.output
+    assert next(tmp_path.rglob("zero-shot_k0.json")).is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--k", "9", "--regimes", "head"], "plus a dev set"),
+        (["--pooling", "max"], "unknown pooling 'max'"),
+        (["--head-init", "random"], "unknown head init 'random'"),
+        (["--unfreeze-top", "-1"], "--unfreeze-top must be 0 or more"),
+        (["--k", "five"], "--k must be comma-separated integers or 'full'"),
+    ],
+)
+def test_fine_tuning_bad_input(patched, tmp_path, args, message):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
