@@ -1,0 +1,156 @@
+"""Fine-tuning benchmark (not a test): head cost vs one forward pass, full vs a plain HF Trainer, padding, RSS.
+
+    python bench/finetuning.py            # appends its section to bench/RESULTS.md
+
+Data: bbc_news, template `short`, k = 16 per class (80 train + 80 dev), seed 13, the default 200 test examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from harness.cells import draw_for
+from harness.models import load_model
+from harness.prompts import load_template, render_input
+from harness.regimes.features import FeatureStore, backbone_of
+from harness.regimes.full import FullConfig, fit_full
+from harness.regimes.head import HeadConfig, fit_head
+from harness.results import Cell
+from harness.sampling import select_test_subset
+from harness.tasks import load_examples, load_task
+
+HERE = Path(__file__).resolve().parent
+MARK = "## Fine-tuning"
+
+
+def cell_texts():
+    task = load_task("bbc_news")
+    template = load_template(task, "short")
+    draw = draw_for(Cell("bbc_news", "short", "full", 16, 13), load_examples(task, "train"), [], task)
+    test = select_test_subset(load_examples(task, "test"), 200)
+    texts = {"train": [render_input(template, e) for e in draw.train],
+             "dev": [render_input(template, e) for e in draw.dev],
+             "test": [render_input(template, e) for e in test]}
+    labels = {"train": [e.label for e in draw.train], "dev": [e.label for e in draw.dev]}
+    return task, texts, labels
+
+
+@torch.inference_mode()
+def plain_forward_seconds(lm, texts: list[str], batch_size: int) -> float:
+    """One forward of the backbone over every input, length-sorted batches: the floor for `head`."""
+    enc = lm.tokenizer(texts, truncation=True, max_length=256)["input_ids"]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]), reverse=True)
+    backbone = backbone_of(lm.model)
+    start = time.perf_counter()
+    for s in range(0, len(order), batch_size):
+        rows = [enc[i] for i in order[s : s + batch_size]]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [lm.tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        backbone(input_ids=ids, attention_mask=mask)
+    return time.perf_counter() - start
+
+
+def trainer_tokens_per_second(lm, texts, labels, steps: int, batch_size: int) -> float:
+    """A plain transformers Trainer on the same model, data, batch size and lengths."""
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lm.model.save_pretrained(tmp)
+        lm.tokenizer.save_pretrained(tmp)
+        model = AutoModelForSequenceClassification.from_pretrained(tmp, num_labels=5, dtype=torch.float32)
+        model.config.pad_token_id = lm.tokenizer.pad_token_id
+        data = Dataset.from_dict({"text": texts, "label": labels}).map(
+            lambda b: lm.tokenizer(b["text"], truncation=True, max_length=256), batched=True, remove_columns=["text"])
+        args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch_size,
+                                 learning_rate=4e-5, warmup_ratio=0.1, max_grad_norm=1.0, logging_steps=10**6,
+                                 save_strategy="no", report_to=[], group_by_length=True, seed=13,
+                                 disable_tqdm=True, dataloader_num_workers=0)
+        trainer = Trainer(model=model, args=args, train_dataset=data,
+                          data_collator=DataCollatorWithPadding(lm.tokenizer))
+        tokens = []
+        collate = trainer.data_collator
+
+        def counting(features):
+            batch = collate(features)
+            tokens.append(int(batch["attention_mask"].sum()))
+            return batch
+
+        trainer.data_collator = counting
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    return sum(tokens[:steps]) / seconds
+
+
+def full_rss_child(steps: int) -> None:
+    """Run one `full` fit in this process and print its peak RSS (the model load included)."""
+    lm = load_model("smollm2-135m")
+    task, texts, labels = cell_texts()
+    fit_full(lm.model, lm.tokenizer, texts, labels, 5, None, FullConfig(max_steps=steps, eval_every=steps), 13)
+    print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--rss-child", action="store_true")
+    args = parser.parse_args()
+    if args.rss_child:
+        return full_rss_child(args.steps)
+    lm = load_model("smollm2-135m")
+    task, texts, labels = cell_texts()
+    all_texts = texts["train"] + texts["dev"] + texts["test"]
+    plain = plain_forward_seconds(lm, all_texts, 16)
+    start = time.perf_counter()
+    fit_head(lm.model, FeatureStore(lm.model, lm.tokenizer, 256), texts, labels, 5, None, HeadConfig(), 13)
+    head_s = time.perf_counter() - start
+
+    cfg = FullConfig(max_steps=args.steps, eval_every=args.steps)  # one dev check at the end
+    start = time.perf_counter()
+    fit = fit_full(lm.model, lm.tokenizer, texts, labels, 5, None, cfg, 13)
+    full_s = time.perf_counter() - start
+    history = fit.record["selection"]["history"]
+    ours = fit.record["trained_tokens"] / full_s  # includes its one dev pass and the test predictions
+    theirs = trainer_tokens_per_second(lm, texts["train"], labels["train"], args.steps, cfg.batch_size)
+    child = subprocess.run([sys.executable, __file__, "--rss-child", "--steps", str(args.steps)],
+                           capture_output=True, text=True, check=True)
+    rss = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
+    pad = fit.record["padding_fraction"]
+    lines = [
+        MARK + " (`python bench/fine_tuning.py`)".replace("fine_tuning", "finetuning"), "",
+        f"Same machine and run conditions as above; bbc_news, template `short`, k = 16 per class, seed 13; "
+        f"{len(texts['train'])} train, {len(texts['dev'])} dev, {len(texts['test'])} test inputs; "
+        f"{time.strftime('%Y-%m-%d')}.", "",
+        "| measure | value | target | met? |", "|---|---|---|---|",
+        f"| (a) `head` wall time ÷ one plain forward over train+dev+test inputs | {head_s:.2f} s ÷ {plain:.2f} s = "
+        f"**{head_s / plain:.2f}** | ≤ 1.1 | {'met' if head_s / plain <= 1.1 else 'missed'} |",
+        f"| (b) `full` training tokens/s ÷ plain HF `Trainer` ({args.steps} steps, batch {cfg.batch_size}) | "
+        f"{ours:.0f} ÷ {theirs:.0f} = **{ours / theirs:.2f}** | ≥ 1.0 | {'met' if ours / theirs >= 1.0 else 'missed'} |",
+        f"| (c) padding fraction of `full` batches | **{100 * pad:.1f} %** | < 10 % | {'met' if pad < 0.1 else 'missed'} |",
+        f"| (d) peak RSS of `full` (fresh process: model load + {args.steps} steps) | **{rss / 2**30:.2f} GiB** | — | — |",
+        "",
+        f"`full` tokens/s counts non-pad training tokens over the whole fit call ({full_s:.1f} s, which also runs one "
+        f"dev evaluation and the test predictions); the Trainer's over `trainer.train()` only. Dev history: {history}.",
+        "",
+    ]
+    results = HERE / "RESULTS.md"
+    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
+    text = text.split(MARK)[0].rstrip() + "\n\n" + "\n".join(lines)
+    results.write_text(text)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
