@@ -74,8 +74,9 @@ def trainer_tokens_per_second(lm, texts, labels, steps: int, batch_size: int) ->
         data = Dataset.from_dict({"text": texts, "label": labels}).map(
             lambda b: lm.tokenizer(b["text"], truncation=True, max_length=256), batched=True, remove_columns=["text"])
         args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch_size,
-                                 learning_rate=4e-5, warmup_ratio=0.1, max_grad_norm=1.0, logging_steps=10**6,
-                                 save_strategy="no", report_to=[], group_by_length=True, seed=13,
+                                 learning_rate=4e-5, warmup_steps=max(1, steps // 10), max_grad_norm=1.0,
+                                 logging_steps=10**6, save_strategy="no", report_to=[],
+                                 train_sampling_strategy="group_by_length", seed=13,
                                  disable_tqdm=True, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=data,
                           data_collator=DataCollatorWithPadding(lm.tokenizer))

@@ -16,13 +16,25 @@ from harness.sampling import TEST_SUBSET_SEED, KShotDraw, draw_kshot
 from harness.types import Example, Prediction, TaskSpec, Template
 
 
-def draw_for(cell: Cell, train: Sequence[Example], validation: Sequence[Example], task: TaskSpec) -> KShotDraw:
-    """The cell's training set and dev set: k per class with the seed, or the whole train split (k = full)."""
+ZERO_SHOT_DEV_K, ZERO_SHOT_DEV_SEED = 16, 0  # zero-shot draws nothing else: its dev set for choosing a template
+
+
+def draw_for(cell: Cell, train: Sequence[Example], validation: Sequence[Example], task: TaskSpec,
+             prompt_dev: bool = False) -> KShotDraw:
+    """The cell's training set and dev set: k per class with the seed, or the whole train split (k = full).
+
+    Prompting cells get a dev set only when `prompt_dev` (several templates to choose from).
+    """
     if cell.seed is None:
-        return KShotDraw((), ())
+        if not prompt_dev:
+            return KShotDraw((), ())
+        smallest = min(sum(e.label == c for e in train) for c in range(len(task.label_names)))
+        dev = draw_kshot(train, min(ZERO_SHOT_DEV_K, smallest), ZERO_SHOT_DEV_SEED, task.label_names).train
+        return KShotDraw((), dev)
     if cell.k < 0:
         return KShotDraw(tuple(train), tuple(validation))
-    return draw_kshot(train, cell.k, cell.seed, task.label_names, with_dev=cell.regime in ("head", "full"))
+    with_dev = cell.regime in ("head", "full") or prompt_dev
+    return draw_kshot(train, cell.k, cell.seed, task.label_names, with_dev=with_dev)
 
 
 def run_cell(lm: Any, store: Any, task: TaskSpec, template: Template, cell: Cell, draw: KShotDraw,
@@ -76,7 +88,15 @@ def _prompting(lm: Any, template: Template, draw: KShotDraw, test: Sequence[Exam
     preds = run.predictions
     n_classes = len(template.verbalizers)
     blocks = _block_parameters(lm)
+    extra = {}
+    if draw.dev:  # scored with the same demos; only the leaderboard's choice of template reads it
+        dev = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, draw.dev, draw.train,
+                                options["batch_size"], False).predictions
+        extra["selection"] = {"rule": "the leaderboard picks, per seed, the template with the best dev accuracy",
+                              "dev_accuracy": sum(p.pred == p.gold for p in dev) / len(dev)}
+        extra["dev_ids"] = [e.id for e in draw.dev]
     return preds, {
+        **extra,
         "effective_k": {
             "requested": len(draw.train) // n_classes,
             "min": min(p.n_demos for p in preds) / n_classes,

@@ -147,6 +147,24 @@ def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list
                f"summary in {out / 'summary.md'}")
 
 
+@cli.command("leaderboard")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", default="leaderboard", show_default=True, type=click.Path(path_type=Path))
+@click.option("--k", "headline_k", default=16, show_default=True, help="The k of the main table.")
+@click.option("--group-by", type=click.Choice(["model"]), default=None, help="One table per model.")
+@click.option("--notes", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Markdown put at the top of README.md (what the numbers show).")
+def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, headline_k: int, group_by: str | None,
+                        notes: Path | None) -> None:
+    """Build tables, plots, CSV, LaTeX and an HTML page from result folders."""
+    from harness.leaderboard.build import build
+
+    built = build(run_dirs, out, headline_k, group_by, notes)
+    for problem in built.problems:
+        click.echo(f"note: {problem}", err=True)
+    click.echo(f"{built.cells} cells -> " + ", ".join(str(f) for f in built.files))
+
+
 @cli.command("tasks")
 @click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
 def tasks_command(data_dir: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -13,7 +14,7 @@ from harness.cells import CellFailed, draw_for, provenance, run_cell
 from harness.errors import HarnessError
 from harness.prompts import select_templates
 from harness.results import Cell, config_hash, model_slug, read_result, write_atomic, write_cell
-from harness.tasks import load_examples, load_task, resolve_data_dir
+from harness.tasks import load_examples, load_task
 from harness.types import REGIMES, Example, TaskSpec, Template
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, dict[str, Any], str], 
     data = [_load_task_data(name, config) for name in config.tasks]
     plan = [(d, cell) for d in data for cell in _cells(d, config)]
     for d, cell in plan:  # fail on an impossible draw before any compute
-        draw_for(cell, d.train, d.validation, d.task)
+        draw_for(cell, d.train, d.validation, d.task, len(d.templates) > 1)
     report = RunReport(majority={d.task.name: _majority(d.test) for d in data})
     slug = model_slug(config.model)
     lm = store = options = None
@@ -102,7 +103,7 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, dict[str, Any], str], 
                 continue
         if lm is None:
             lm, store, options = _prepare(config)
-        draw = draw_for(cell, d.train, d.validation, d.task)
+        draw = draw_for(cell, d.train, d.validation, d.task, len(d.templates) > 1)
         try:
             record, predictions = run_cell(lm, store, d.task, template, cell, draw, d.test, options, progress)
         except CellFailed as exc:
@@ -124,8 +125,6 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, dict[str, Any], str], 
 
 
 def _dumps(result: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(result, indent=2) + "\n"
 
 
@@ -174,7 +173,7 @@ def _load_task_data(name: str, config: EvalConfig) -> _TaskData:
     task = load_task(name)
     templates = select_templates(task, config.templates)
     test = _limited_test(task, config)
-    needs_train = any(r != "zero-shot" for r in config.regimes)
+    needs_train = any(r != "zero-shot" for r in config.regimes) or len(templates) > 1
     train = load_examples(task, "train", config.data_dir) if needs_train else []
     needs_validation = FULL_K in config.k and any(r in ("head", "full") for r in config.regimes)
     validation = load_examples(task, "validation", config.data_dir) if needs_validation else []
@@ -218,8 +217,8 @@ def _resolved_config(config: EvalConfig, d: _TaskData, template: Template, cell:
     determining = {
         "task": d.task.name, "task_version": d.task.version, "template": template.name,
         "template_sha256": template.sha256, "regime": cell.regime, "variant": cell.variant, "k": cell.k,
-        "seed": cell.seed, "model": config.model, "test_ids_sha256": _ids_hash(d.test),
-        "data_dir": str(resolve_data_dir(config.data_dir)),
+        "seed": cell.seed, "model": config.model, "test_sha256": _examples_hash(d.test),
+        "prompt_dev": len(d.templates) > 1 and cell.regime in ("zero-shot", "few-shot"),
     }
     if cell.regime in ("head", "full"):
         determining["max_tokens"] = config.max_tokens
@@ -231,8 +230,10 @@ def _resolved_config(config: EvalConfig, d: _TaskData, template: Template, cell:
             "invocation": {**invocation, "out": str(config.out)}}
 
 
-def _ids_hash(examples: Sequence[Example]) -> str:
-    return hashlib.sha256("\n".join(e.id for e in examples).encode()).hexdigest()[:16]
+def _examples_hash(examples: Sequence[Example]) -> str:
+    """Identifies the test examples by content, wherever the files live."""
+    text = "\n".join(json.dumps([e.id, e.label, sorted(e.fields.items())]) for e in examples)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _majority(examples: Sequence[Example]) -> float:

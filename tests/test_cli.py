@@ -96,7 +96,7 @@ TOY = (FIXTURES / "tasks" / "toy.yaml").read_text()
         (["--tasks", "nope"], None, "unknown task 'nope'"),
         (["--tasks", "toy", "--templates", "nope"], None, "unknown template 'nope' for task 'toy'"),
         (["--tasks", "toy", "--regimes", "few-shot,lora"], None, "unknown regime 'lora'"),
-        (["--tasks", "toy", "--regimes", "few-shot", "--k", "9"], None,
+        (["--tasks", "toy", "--templates", "cloze", "--regimes", "few-shot", "--k", "9"], None,
          "k=9 per class needs 9 train examples of class 'positive', the train split has 8"),
         (["--tasks", "toy"], {"text": TOY + "extra: 1\n"}, "unknown key 'extra'"),
         (["--tasks", "toy"], {"text": TOY.replace("version: 1", "version: [1")}, "malformed YAML"),

@@ -1,0 +1,1 @@
+"""Result files on disk -> leaderboard tables and plots. Never imports torch."""

@@ -1,0 +1,109 @@
+"""Run folders -> one tidy table of cells (pandas), with merge, dedup and the problems found on the way."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from harness.errors import HarnessError
+
+KEY = ["model", "task", "template", "regime", "k", "seed"]  # regime = its label, variant included
+
+
+@dataclass
+class Collected:
+    """The cells, and every file that was skipped or conflicting, as one-line messages."""
+
+    cells: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+
+def model_name(identity: dict[str, Any] | None) -> str:
+    """A short, stable name for a model identity."""
+    if not identity:
+        return "unknown"
+    name = identity.get("id") or Path(identity.get("path", "local")).name
+    digest = identity.get("sha256") or identity.get("revision") or ""
+    return f"{name}@{digest[:10]}" if digest else name
+
+
+def collect(run_dirs: Sequence[str | Path]) -> Collected:
+    """Read every result JSON under the run folders; bad files become problems, not failures."""
+    problems: list[str] = []
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        if not run_dir.is_dir():
+            problems.append(f"{run_dir}: no such run folder")
+            continue
+        files = [p for p in sorted(run_dir.rglob("*.json")) if p.name != "summary.json"]
+        if not files:
+            problems.append(f"{run_dir}: holds no result files")
+        for path in files:
+            row = _row(path, problems)
+            if row is not None:
+                rows.append(row)
+    if not rows:
+        raise HarnessError("no usable result files in " + ", ".join(map(str, run_dirs)) +
+                           (f" ({problems[0]})" if problems else ""))
+    cells = pd.DataFrame(rows)
+    return Collected(_dedup(cells, problems), problems)
+
+
+def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        problems.append(f"{path}: corrupt result file skipped ({type(exc).__name__})")
+        return None
+    if not isinstance(result, dict) or "cell" not in result:
+        problems.append(f"{path}: not a harness result file, skipped")
+        return None
+    if result.get("status", "ok") != "ok":
+        problems.append(f"{path}: cell failed ({result.get('reason', 'no reason')}), left out")
+        return None
+    missing = [k for k in ("metrics", "n", "config_hash", "cost") if k not in result]
+    if missing:
+        problems.append(f"{path}: partial result file (no {', '.join(missing)}), skipped")
+        return None
+    cell, cost = result["cell"], result["cost"]
+    predictions = path.with_suffix(".jsonl")
+    if not predictions.is_file():
+        problems.append(f"{path}: no per-example file beside it; calibration and significance leave it out")
+    label = f"{cell['regime']} ({cell['variant']})" if cell.get("variant") else cell["regime"]
+    return {
+        "model": model_name(result.get("model")), "task": cell["task"], "template": cell["template"],
+        "regime": label, "base_regime": cell["regime"], "k": cell["k"], "seed": cell["seed"], "n": result["n"],
+        **{f"metric_{k}": v for k, v in result["metrics"].items()},
+        "dev_accuracy": (result.get("selection") or {}).get("dev_accuracy"),
+        **{f"cost_{k}": v for k, v in cost.items() if not isinstance(v, (dict, list))},
+        "config_hash": result["config_hash"], "created_at": result.get("created_at", ""),
+        "device": result.get("device"), "harness_version": (result.get("harness") or {}).get("version"),
+        "harness_commit": (result.get("harness") or {}).get("git_commit"),
+        "command": (result.get("invocation") or {}).get("command", ""),
+        "model_identity": json.dumps(result.get("model"), sort_keys=True),
+        "predictions": str(predictions) if predictions.is_file() else None, "path": str(path),
+    }
+
+
+def _dedup(cells: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
+    """The same cell twice with one config hash counts once; with two hashes, the newest is kept and reported."""
+    cells = cells.assign(seed_key=cells["seed"].fillna(-1)).sort_values("created_at")
+    keep = []
+    for _, group in cells.groupby([*KEY[:-1], "seed_key"], dropna=False, sort=False):
+        if group["config_hash"].nunique() > 1:
+            problems.append(
+                f"conflicting results for {group.iloc[0]['task']}/{group.iloc[0]['template']}/{group.iloc[0]['regime']} "
+                f"k={group.iloc[0]['k']} seed={group.iloc[0]['seed']}: kept {group.iloc[-1]['path']}, "
+                f"dropped {', '.join(group.iloc[:-1]['path'])}"
+            )
+        keep.append(group.iloc[-1])
+    return pd.DataFrame(keep).drop(columns="seed_key").reset_index(drop=True)
+
+
+def load_predictions(path: str) -> pd.DataFrame:
+    """One cell's per-example rows: id, gold, pred, probs."""
+    return pd.read_json(path, lines=True)

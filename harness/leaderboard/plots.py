@@ -1,0 +1,64 @@
+"""Learning curves and the accuracy-vs-cost scatter (matplotlib, PNG and SVG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness.leaderboard.tables import regime_order  # noqa: E402
+
+plt.rcParams["svg.hashsalt"] = "harness"  # stable SVG ids: rebuilding gives the same files
+
+
+def learning_curve_plots(curves: pd.DataFrame, out: Path) -> list[Path]:
+    """One figure per task with at least two values of k: mean accuracy against k with ±1 std bands."""
+    written = []
+    for task, c in curves.groupby("task"):
+        if c["k"].nunique() < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for regime in sorted(c["regime"].unique(), key=regime_order):
+            line = c[c["regime"] == regime].sort_values("k")
+            ax.plot(line["k"], 100 * line["mean"], marker="o", label=regime,
+                    linestyle="--" if regime == "zero-shot" else "-")
+            ax.fill_between(line["k"], 100 * (line["mean"] - line["std"]), 100 * (line["mean"] + line["std"]), alpha=0.15)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(c["k"].unique()), [str(k) for k in sorted(c["k"].unique())])
+        ax.set_xlabel("k (training examples per class)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{task}: accuracy vs k (mean ± std over seeds)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(_save(fig, out / f"learning_curve_{task}"))
+    return written
+
+
+def cost_scatter(cells: pd.DataFrame, k: int, out: Path) -> Path | None:
+    """Accuracy against the compute to train once and answer 1000 test examples (log scale)."""
+    at_k = cells[(cells["k"] == k) | (cells["base_regime"] == "zero-shot")]
+    if at_k.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for regime, g in sorted(at_k.groupby("regime"), key=lambda kv: regime_order(kv[0])):
+        compute = g["cost_train_flops"] + 1000 * g["cost_inference_flops_per_example"]
+        ax.scatter(compute, 100 * g["metric_accuracy"], label=regime, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs: training + 1000 test examples")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Accuracy vs cost (k = {k}, one point per cell)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out / "accuracy_vs_cost")
+
+
+def _save(fig: plt.Figure, stem: Path) -> Path:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(stem.with_suffix(".png"), dpi=110)
+    fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
+    plt.close(fig)
+    return stem.with_suffix(".png")

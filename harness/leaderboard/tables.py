@@ -1,0 +1,265 @@
+"""The leaderboard's tables, computed from the tidy cells: main, learning curve, cost, calibration, templates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from harness.leaderboard.collect import load_predictions
+from harness.leaderboard.stats import SIGNIFICANCE, brier_score, expected_calibration_error, paired_p_value
+
+ORDER = ("zero-shot", "few-shot", "head", "full")
+PROMPTING = ("zero-shot", "few-shot")
+
+
+@dataclass
+class Table:
+    """Header, rows of (text, bold) cells, and footnotes; rendered by render.py."""
+
+    title: str
+    header: list[str]
+    rows: list[list[tuple[str, bool]]]
+    notes: list[str] = field(default_factory=list)
+    key: str = ""
+
+
+def regime_order(label: str) -> tuple[int, str]:
+    base = label.split(" ")[0]
+    return (ORDER.index(base) if base in ORDER else len(ORDER), label)
+
+
+@lru_cache(maxsize=4096)
+def _predictions(path: str) -> pd.DataFrame:
+    return load_predictions(path)
+
+
+def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, task, regime, k, seed): the dev-selected template, or the mean over templates."""
+    rows = []
+    for key, group in cells.groupby(["model", "task", "regime", "k", "seed"], dropna=False):
+        if group["dev_accuracy"].notna().any():
+            chosen = group.loc[[group["dev_accuracy"].astype(float).idxmax()]]
+            rule = "dev"
+        else:
+            chosen, rule = group, "mean"
+        rows.append({
+            "model": key[0], "task": key[1], "regime": key[2], "k": key[3], "seed": key[4],
+            "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
+            "rule": rule, "predictions": [p for p in chosen["predictions"] if p], "n": int(chosen["n"].iloc[0]),
+        })
+    return pd.DataFrame(rows)
+
+
+def correctness(paths: list[str]) -> pd.Series:
+    """Per test id: share of the given cells that got it right (1/0 for one cell)."""
+    frames = [_predictions(p).set_index("id") for p in paths]
+    hits = [(f["pred"] == f["gold"]).astype(float) for f in frames]
+    return pd.concat(hits, axis=1).mean(axis=1)
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    return f"{100 * mean:.1f} ± {100 * std:.1f} ({n})"
+
+
+def main_table(cells: pd.DataFrame, k: int) -> Table:
+    """Regimes and baselines × tasks at the headline k: mean ± sample std over seeds, best bold, ties marked."""
+    seeds = per_seed(cells)
+    at_k = seeds[(seeds["k"] == k) | (seeds["regime"] == "zero-shot")]
+    tasks = sorted(at_k["task"].unique())
+    regimes = sorted(at_k["regime"].unique(), key=regime_order)
+    stats_by = {(t, r): g for (t, r), g in at_k.groupby(["task", "regime"])}
+    means = {key: g["accuracy"].mean() for key, g in stats_by.items()}
+    rows, notes, pvalues = [], [], []
+    best = {t: max((r for r in regimes if (t, r) in means), key=lambda r: means[(t, r)]) for t in tasks}
+    ties = {}
+    for t in tasks:
+        for r in regimes:
+            if (t, r) in stats_by and r != best[t]:
+                p = _paired(stats_by[(t, r)], stats_by[(t, best[t])])
+                if p is not None:
+                    ties[(t, r)] = p >= SIGNIFICANCE
+                    pvalues.append(f"{t}: {r} vs {best[t]} p = {p:.3g}")
+    for r in regimes:
+        row = [(r, False)]
+        for t in tasks:
+            g = stats_by.get((t, r))
+            if g is None:
+                row.append(("—", False))
+                continue
+            std = g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0
+            text = _fmt(g["accuracy"].mean(), std, len(g)) + (" †" if ties.get((t, r)) else "")
+            row.append((text, best[t] == r))
+        present = [means[(t, r)] for t in tasks if (t, r) in means]
+        row.append((f"{100 * np.mean(present):.1f}" if len(present) == len(tasks) else "—", False))
+        rows.append(row)
+        if len(present) < len(tasks):
+            missing = [t for t in tasks if (t, r) not in means]
+            notes.append(f"— {r} has no cells for {', '.join(missing)} at k = {k} in these runs.")
+    for name, fn in (("majority", _majority), ("random", _random)):
+        values = {t: fn(cells, t) for t in tasks}
+        row = [(name, False)] + [(f"{100 * values[t]:.1f}" if values[t] is not None else "—", False) for t in tasks]
+        known = [v for v in values.values() if v is not None]
+        row.append((f"{100 * np.mean(known):.1f}" if len(known) == len(tasks) else "—", False))
+        rows.append(row)
+    notes = [
+        f"Accuracy (%) at k = {k} examples per class (zero-shot uses none): mean ± sample standard deviation "
+        "(ddof = 1) over seeds, number of seeds in brackets. Where a task has several templates, each seed's "
+        "template is the one with the best dev accuracy (else the mean over templates).",
+        "Bold: best regime per task. †: not significantly different from the best (p ≥ 0.05) under a two-sided "
+        "paired permutation (sign-flip) test of per-example correctness, examples matched by id and pooled "
+        f"across seeds (scipy.stats.permutation_test, {9999} resamples).",
+        "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
+        "uniform guess (1 / classes).",
+        *notes,
+    ]
+    if pvalues:
+        notes.append("p-values: " + "; ".join(pvalues) + ".")
+    return Table(f"Main table (k = {k})", ["regime", *tasks, "average"], rows, notes, key="main")
+
+
+def _paired(a: pd.DataFrame, b: pd.DataFrame) -> float | None:
+    """Pool (seed, example) pairs over the seeds both regimes ran; an unseeded regime (zero-shot) pairs with each."""
+    xs, ys = [], []
+    for _, left in a.iterrows():
+        for _, right in b.iterrows():
+            seeded = left["seed"] == left["seed"] and right["seed"] == right["seed"]  # NaN != NaN
+            if (seeded and left["seed"] != right["seed"]) or not left["predictions"] or not right["predictions"]:
+                continue
+            x, y = correctness(left["predictions"]), correctness(right["predictions"])
+            common = x.index.intersection(y.index)
+            xs.extend(x[common])
+            ys.extend(y[common])
+    return paired_p_value(xs, ys) if xs else None
+
+
+def _majority(cells: pd.DataFrame, task: str) -> float | None:
+    paths = [p for p in cells[cells["task"] == task]["predictions"] if p]
+    if not paths:
+        return None
+    gold = _predictions(paths[0])["gold"]
+    return float(gold.value_counts().iloc[0] / len(gold))
+
+
+def _random(cells: pd.DataFrame, task: str) -> float | None:
+    paths = [p for p in cells[cells["task"] == task]["predictions"] if p]
+    if not paths:
+        return None
+    return 1.0 / len(_predictions(paths[0])["probs"].iloc[0])
+
+
+def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
+    """task, regime, k, mean, std, seeds: accuracy against k (zero-shot repeated at every k as a line)."""
+    seeds = per_seed(cells)
+    rows = []
+    ks = sorted(k for k in seeds["k"].unique() if k > 0)
+    for (task, regime, k), g in seeds.groupby(["task", "regime", "k"]):
+        for kk in (ks if regime == "zero-shot" else [k]):
+            rows.append({"task": task, "regime": regime, "k": kk, "mean": g["accuracy"].mean(),
+                         "std": g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0, "seeds": len(g)})
+    return pd.DataFrame(rows, columns=["task", "regime", "k", "mean", "std", "seeds"])
+
+
+def crossover_table(curves: pd.DataFrame) -> Table:
+    """Smallest k at which each fine-tuning regime's mean accuracy exceeds few-shot's at the same k."""
+    rows = []
+    for task in sorted(curves["task"].unique()):
+        c = curves[curves["task"] == task]
+        few = c[c["regime"] == "few-shot"].set_index("k")["mean"]
+        if len(few) < 2:
+            continue
+        for regime in sorted(set(c["regime"]) - set(PROMPTING), key=regime_order):
+            mine = c[c["regime"] == regime].set_index("k")["mean"]
+            ks = sorted(set(mine.index) & set(few.index))
+            first = next((k for k in ks if mine[k] > few[k]), None)
+            label = str(first) if first is not None else f"never in range ({min(ks)}–{max(ks)})" if ks else "no shared k"
+            rows.append([(task, False), (regime, False), (label, False)])
+    return Table("Where fine-tuning overtakes few-shot", ["task", "regime", "smallest k that beats few-shot"], rows,
+                 ["Compared at equal k (examples per class), on mean accuracy over seeds."], key="crossover")
+
+
+def cost_table(cells: pd.DataFrame, k: int) -> Table:
+    """Per regime at the headline k, averaged over tasks and cells."""
+    at_k = cells[(cells["k"] == k) | (cells["base_regime"] == "zero-shot")]
+    rows = []
+    for regime, g in sorted(at_k.groupby("regime"), key=lambda kv: regime_order(kv[0])):
+        rows.append([(regime, False)] + [(text, False) for text in (
+            f"{_num(g['cost_trainable_parameters'].mean())} ({_percent(g['cost_trainable_parameters_percent'].mean())})",
+            f"{g['cost_train_wall_time_s'].mean():.1f}",
+            _num(g["cost_train_flops"].mean()),
+            _num(g["cost_inference_flops_per_example"].mean()),
+            f"{g['cost_peak_rss_bytes'].max() / 2**30:.2f}",
+            _bytes(g["cost_stored_bytes_per_task"].mean()),
+            f"{100 * g['metric_accuracy'].mean():.1f}",
+        )])
+    header = ["regime", "trainable params (%)", "train s", "train FLOPs", "inference FLOPs / example",
+              "peak RSS GiB", "stored / task", "accuracy %"]
+    notes = [f"Means over tasks and cells at k = {k}. FLOPs are estimates: 6·N·tokens trained, 2·N·tokens per "
+             "forward (N = parameters in the transformer blocks); prompting's inference counts its whole prompt, "
+             "demos included. Peak RSS is the process's peak when the cell finished (max over cells)."]
+    return Table("Cost", header, rows, notes, key="cost")
+
+
+def calibration_table(cells: pd.DataFrame, k: int) -> Table:
+    """ECE and Brier per task × regime from the stored per-class probabilities."""
+    seeds = per_seed(cells)
+    at_k = seeds[(seeds["k"] == k) | (seeds["regime"] == "zero-shot")]
+    rows = []
+    for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
+        eces, briers = [], []
+        for paths in g["predictions"]:
+            for path in paths:
+                frame = _predictions(path)
+                probs, gold = np.array(frame["probs"].tolist()), frame["gold"].to_numpy()
+                eces.append(expected_calibration_error(probs, gold))
+                briers.append(brier_score(probs, gold))
+        if eces:
+            rows.append([(task, False), (regime, False), (f"{np.mean(eces):.3f}", False), (f"{np.mean(briers):.3f}", False)])
+    notes = ["ECE: 10 equal-width bins over the top-class probability, weighted by bin size; Brier: mean over "
+             "examples of the squared distance between the probabilities and the one-hot gold. Means over cells. "
+             "Prompting's probabilities are a softmax over the answers' log-likelihoods."]
+    return Table(f"Calibration (k = {k})", ["task", "regime", "ECE", "Brier"], rows, notes, key="calibration")
+
+
+def template_table(cells: pd.DataFrame, k: int) -> Table:
+    """Prompting regimes: spread across templates per task, and the dev-selected template's score."""
+    prompting = cells[cells["base_regime"].isin(PROMPTING) & ((cells["k"] == k) | (cells["base_regime"] == "zero-shot"))]
+    seeds = per_seed(prompting)
+    rows = []
+    for (task, regime), g in sorted(prompting.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
+        by_template = g.groupby("template")["metric_accuracy"].mean()
+        chosen = seeds[(seeds["task"] == task) & (seeds["regime"] == regime)]
+        selected = chosen["accuracy"].mean() if (chosen["rule"] == "dev").all() else math.nan
+        rows.append([(task, False), (regime, False), (str(len(by_template)), False),
+                     (f"{100 * by_template.mean():.1f}", False),
+                     (f"{100 * (by_template.max() - by_template.min()):.1f}", False),
+                     (" / ".join(f"{t} {100 * v:.1f}" for t, v in by_template.items()), False),
+                     (f"{100 * selected:.1f}" if not math.isnan(selected) else "—", False)])
+    notes = ["Accuracy (%) per template is the mean over seeds; spread = best − worst template. Dev-selected: "
+             "each seed takes the template with the best accuracy on that seed's dev set (— when no dev scores)."]
+    return Table(f"Template sensitivity (prompting, k = {k})",
+                 ["task", "regime", "templates", "mean", "spread", "per template", "dev-selected"], rows, notes,
+                 key="templates")
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1f} %" if value >= 1 or value == 0 else f"{value:.2g} %"
+
+
+def _num(value: float) -> str:
+    if value != value:
+        return "—"
+    for unit, size in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f} B"

@@ -1,0 +1,204 @@
+"""Leaderboard tests on synthetic result files: no model, no torch."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.errors import HarnessError
+from harness.leaderboard.build import build
+from harness.leaderboard.collect import collect
+from harness.leaderboard.render import latex, long_csv, markdown
+from harness.leaderboard.stats import brier_score, expected_calibration_error, paired_p_value
+from harness.leaderboard.tables import Table, main_table, per_seed
+
+GOLDEN = Path(__file__).parent / "golden" / "leaderboard"
+GOLD = [0, 1, 0, 1, 0, 1, 0, 0, 1, 1]
+
+
+def write_cell(root: Path, task: str, template: str, regime: str, k: int, seed, preds, dev=None, model="tiny",
+               config_hash=None, created="2026-11-26T10:00:00+00:00", variant=""):
+    """One result JSON + JSONL in the runner's layout; preds are predicted labels for GOLD."""
+    stem = (f"{regime}-{variant}" if variant else regime) + f"_k{k}" + ("" if seed is None else f"_seed{seed}")
+    folder = root / model / task / template
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": f"test-{i}", "gold": g, "pred": p, "probs": [0.8, 0.2] if p == 0 else [0.3, 0.7]}
+            for i, (g, p) in enumerate(zip(GOLD, preds))]
+    (folder / f"{stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    accuracy = float(np.mean([g == p for g, p in zip(GOLD, preds)]))
+    result = {
+        "cell": {"task": task, "template": template, "regime": regime, "k": k, "seed": seed, "variant": variant},
+        "status": "ok", "metrics": {"accuracy": accuracy}, "n": len(GOLD),
+        "cost": {"trainable_parameters": 0 if regime in ("zero-shot", "few-shot") else 10,
+                 "trainable_parameters_percent": 0.0, "train_wall_time_s": 1.0, "train_flops": 100.0,
+                 "inference_flops_per_example": 10.0, "peak_rss_bytes": 2**30, "stored_bytes_per_task": 40},
+        "config_hash": config_hash or f"{task}{template}{regime}{k}{seed}",
+        "created_at": created, "device": "cpu", "harness": {"version": "0.1.0", "git_commit": "abc"},
+        "invocation": {"command": f"harness eval --tasks {task}"}, "model": {"source": "test", "id": model},
+    }
+    if dev is not None:
+        result["selection"] = {"dev_accuracy": dev}
+    (folder / f"{stem}.json").write_text(json.dumps(result))
+
+
+RIGHT = GOLD
+WRONG2 = [1 - g if i < 2 else g for i, g in enumerate(GOLD)]  # 80 %
+HALF = [0] * 10  # 50 %
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    write_cell(root, "t1", "a", "zero-shot", 0, None, HALF)
+    for seed, preds in ((13, RIGHT), (21, WRONG2)):
+        write_cell(root, "t1", "a", "few-shot", 16, seed, preds)
+        write_cell(root, "t1", "a", "head", 16, seed, WRONG2)
+    return root
+
+
+def test_mean_std_bold_and_baselines(runs):
+    table = main_table(collect([runs]).cells, 16)
+    rows = {row[0][0]: row for row in table.rows}
+    assert rows["few-shot"][1] == ("90.0 ± 14.1 (2)", True)  # sample std of 100 and 80
+    assert rows["head"][1][0].startswith("80.0 ± 0.0 (2)")
+    assert rows["majority"][1][0] == "50.0" and rows["random"][1][0] == "50.0"
+    assert any("p = " in note for note in table.notes)
+
+
+def test_ties_are_marked_with_a_dagger(runs):
+    table = main_table(collect([runs]).cells, 16)
+    rows = {row[0][0]: row for row in table.rows}
+    assert rows["head"][1][0].endswith("†")  # 2 of 20 pairs differ: not significant
+    assert not rows["zero-shot"][1][0].endswith("†")  # 10 of 20 pairs differ: significant
+
+
+def test_paired_test_matches_exact_sign_flip_enumeration():
+    import itertools
+
+    a = [1, 1, 1, 0, 1, 1, 1, 0]
+    b = [0, 0, 1, 0, 1, 0, 1, 1]
+    diff = np.array(a) - np.array(b)
+    flips = [abs((diff * np.array(s)).mean()) >= abs(diff.mean()) - 1e-12 for s in itertools.product([1, -1], repeat=8)]
+    assert paired_p_value(a, b) == pytest.approx(np.mean(flips))
+    assert paired_p_value(a, a) == 1.0
+
+
+def test_ece_and_brier_on_hand_computed_cases():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    gold = np.array([0, 1, 1, 1])
+    # bins: 0.9 -> bin 9 (acc 1, conf .9); 0.6 -> bin 6 (acc 0, conf .6); 0.7 -> bin 7 (acc 1); 0.8 -> bin 8 (acc 1)
+    assert expected_calibration_error(probs, gold) == pytest.approx((0.1 + 0.6 + 0.3 + 0.2) / 4)
+    assert brier_score(probs, gold) == pytest.approx((0.02 + 0.72 + 0.18 + 0.08) / 4)
+    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0
+
+
+def test_dev_selected_template_per_seed(tmp_path):
+    root = tmp_path / "runs"
+    write_cell(root, "t1", "a", "few-shot", 16, 13, RIGHT, dev=0.9)
+    write_cell(root, "t1", "b", "few-shot", 16, 13, HALF, dev=0.4)
+    write_cell(root, "t1", "a", "few-shot", 16, 21, HALF, dev=0.2)
+    write_cell(root, "t1", "b", "few-shot", 16, 21, WRONG2, dev=0.7)
+    seeds = per_seed(collect([root]).cells).set_index("seed")
+    assert seeds.loc[13, "templates"] == "a" and seeds.loc[21, "templates"] == "b"
+    assert seeds.loc[21, "accuracy"] == pytest.approx(0.8)
+
+
+def test_merge_and_dedup(runs, tmp_path):
+    other = tmp_path / "copy"
+    shutil.copytree(runs, other)
+    assert len(collect([runs, other]).cells) == len(collect([runs]).cells) == 5
+    write_cell(other, "t1", "a", "head", 16, 13, RIGHT, config_hash="different", created="2026-11-27T00:00:00+00:00")
+    merged = collect([runs, other])
+    assert len(merged.cells) == 5 and any("conflicting results" in p for p in merged.problems)
+    kept = merged.cells[(merged.cells["regime"] == "head") & (merged.cells["seed"] == 13)]
+    assert kept["metric_accuracy"].iloc[0] == 1.0
+
+
+def test_bad_input_is_reported_and_the_rest_builds(runs, tmp_path):
+    (runs / "tiny" / "t1" / "a" / "broken.json").write_text("{not json")
+    (runs / "tiny" / "t1" / "a" / "partial.json").write_text(json.dumps({"cell": {}, "metrics": {}}))
+    write_cell(runs, "t2", "a", "zero-shot", 0, None, RIGHT, model="other")
+    built = build([runs, tmp_path / "missing", tmp_path / "empty"], tmp_path / "lb")
+    text = "\n".join(built.problems)
+    assert "broken.json: corrupt result file skipped" in text and "partial.json: partial result file" in text
+    assert "missing: no such run folder" in text and "2 models" in text
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    assert "| few-shot |" in readme and "Left out or conflicting" in readme
+
+
+def test_missing_regime_shows_a_dash_and_a_footnote(runs):
+    write_cell(runs, "t2", "a", "zero-shot", 0, None, RIGHT)
+    table = main_table(collect([runs]).cells, 16)
+    head = next(r for r in table.rows if r[0][0] == "head")
+    assert head[2][0] == "—" and head[-1][0] == "—"
+    assert any("head has no cells for t2" in n for n in table.notes)
+
+
+def test_no_results_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["leaderboard", str(tmp_path / "empty"), "--out", str(tmp_path / "lb")])
+    assert result.exit_code == 2 and "no usable result files" in result.output and "Traceback" not in result.output
+
+
+def test_group_by_model_keeps_both(runs, tmp_path):
+    write_cell(runs, "t1", "a", "zero-shot", 0, None, RIGHT, model="other")
+    built = build([runs], tmp_path / "lb", group_by="model")
+    assert not any("models found" in p for p in built.problems)
+    assert (tmp_path / "lb" / "README.md").read_text().count("Main table") == 2
+
+
+def test_golden_markdown_latex_csv(runs):
+    cells = collect([runs]).cells
+    table = Table("T", ["regime", "acc"], [[("few-shot", False), ("90.0 ± 14.1 (2)", True)]], ["note 5%"])
+    assert markdown(table) == (GOLDEN / "table.md").read_text()
+    assert latex(table) == (GOLDEN / "table.tex").read_text()
+    assert long_csv(cells) == (GOLDEN / "results.csv").read_text()
+
+
+def test_outputs_and_html_structure(runs, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("Head wins here.\n")
+    build([runs], tmp_path / "lb", notes=notes)
+    out = tmp_path / "lb"
+    for name in ("README.md", "results.csv", "tables.tex", "index.html", "plots/accuracy_vs_cost.png",
+                 "plots/accuracy_vs_cost.svg"):
+        assert (out / name).is_file(), name
+    page = (out / "index.html").read_text()
+    assert page.count("<table class='sortable'") >= 3 and "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page and "<script>" in page
+    assert "Head wins here." in (out / "README.md").read_text()
+    assert "harness eval --tasks t1" in (out / "README.md").read_text()
+
+
+def test_leaderboard_never_imports_torch(runs, tmp_path):
+    code = ("import sys; from harness.leaderboard.build import build; "
+            f"build([{str(runs)!r}], __import__('pathlib').Path({str(tmp_path / 'lb')!r})); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_html_renders_in_headless_chromium(runs, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    build([runs], tmp_path / "lb")
+    page = tmp_path / "lb" / "index.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "<table class=\"sortable\"" in dom.stdout and "few-shot" in dom.stdout
+    # the sorting script ran: it titles every header
+    assert 'title="click to sort"' in dom.stdout
+    shot = Path("test-artifacts") / "leaderboard.png"
+    shot.parent.mkdir(exist_ok=True)
+    subprocess.run([chromium, *flags, f"--screenshot={shot.resolve()}", "--window-size=1200,1600", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
