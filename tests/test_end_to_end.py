@@ -20,7 +20,8 @@ def test_embedded_model_beats_the_majority_baseline_on_bbc_news(tmp_path):
         test = select_test_subset(load_examples(load_task("bbc_news"), "test"), 40)
     except HarnessError as exc:
         pytest.skip(str(exc))
-    result = CliRunner().invoke(cli, ["eval", "--limit", "40", "--k", "1", "--seeds", "13", "--out", str(tmp_path)])
+    result = CliRunner().invoke(cli, ["eval", "--limit", "40", "--k", "1", "--seeds", "13", "--full-steps", "2",
+                                      "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     zero = json.loads(next(tmp_path.rglob("zero-shot_k0.json")).read_text())
     few = json.loads(next(tmp_path.rglob("few-shot_k1_seed13.json")).read_text())
@@ -28,3 +29,7 @@ def test_embedded_model_beats_the_majority_baseline_on_bbc_news(tmp_path):
     assert zero["n"] == few["n"] == 40
     assert zero["metrics"]["accuracy"] > _majority(test) + 0.1
     assert few["effective_k"]["min"] == 1
+    head = json.loads(next(tmp_path.rglob("head_k1_seed13.json")).read_text())
+    full = json.loads(next(tmp_path.rglob("full_k1_seed13.json")).read_text())
+    assert head["n"] == full["n"] == 40 and full["cost"]["train_steps"] == 2
+    assert head["cost"]["stored_bytes_per_task"] < 100_000 < full["cost"]["stored_bytes_per_task"]

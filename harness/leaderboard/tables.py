@@ -155,9 +155,9 @@ def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
     """task, regime, k, mean, std, seeds: accuracy against k (zero-shot repeated at every k as a line)."""
     seeds = per_seed(cells)
     rows = []
-    ks = sorted(k for k in seeds["k"].unique() if k > 0)
+    ks = {task: sorted(k for k in g["k"].unique() if k > 0) for task, g in seeds.groupby("task")}
     for (task, regime, k), g in seeds.groupby(["task", "regime", "k"]):
-        for kk in (ks if regime == "zero-shot" else [k]):
+        for kk in (ks[task] if regime == "zero-shot" else [k]):
             rows.append({"task": task, "regime": regime, "k": kk, "mean": g["accuracy"].mean(),
                          "std": g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0, "seeds": len(g)})
     return pd.DataFrame(rows, columns=["task", "regime", "k", "mean", "std", "seeds"])
