@@ -92,6 +92,7 @@ def fit_full(model: Any, tokenizer: Any, texts: dict[str, list[str]], labels: di
             "stored_bytes": total * next(classifier.parameters()).element_size(),
             "train_steps": result.steps,
             "trained_tokens": result.tokens,
+            "train_step_seconds": round(result.step_seconds, 3),
             "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
             "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, cfg.batch_size, seed)),
         },
