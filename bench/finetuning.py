@@ -131,7 +131,7 @@ def main() -> None:
     pad = fit.record["padding_fraction"]
     lines = [
         MARK + " (`python bench/fine_tuning.py`)".replace("fine_tuning", "finetuning"), "",
-        f"Same machine and run conditions as above; bbc_news, template `short`, k = 16 per class, seed 13; "
+        f"Same machine as above, with no other job running; bbc_news, template `short`, k = 16 per class, seed 13; "
         f"{len(texts['train'])} train, {len(texts['dev'])} dev, {len(texts['test'])} test inputs; "
         f"{time.strftime('%Y-%m-%d')}.", "",
         "| measure | value | target | met? |", "|---|---|---|---|",

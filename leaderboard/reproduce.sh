@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce the published leaderboard: every cell, then the tables.
 #   bash leaderboard/reproduce.sh [DATA_DIR] [RUN_DIR] [JOBS]
-# DATA_DIR: the offline mirror (default ../shared/data); RUN_DIR: where cells go (default runs/leaderboard);
+# DATA_DIR: the offline mirror (default ../shared/data); RUN_DIR: where cells go (default leaderboard/runs);
 # JOBS: tasks run side by side (default 1; on a GPU 5 is fine). Cells are resumable: rerun to continue.
 # The environment variables below shrink the run for a smoke test; the published run uses the defaults.
 set -euo pipefail
 DATA=${1:-../shared/data}
-RUNS=${2:-runs/leaderboard}
+RUNS=${2:-leaderboard/runs}
 JOBS=${3:-1}
 TASKS=${TASKS:-sst2 agnews trec subj bbc_news}
 SEEDS=${SEEDS:-13,21,42,87,100}

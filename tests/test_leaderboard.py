@@ -120,6 +120,17 @@ def test_merge_and_dedup(runs, tmp_path):
     assert kept["metric_accuracy"].iloc[0] == 1.0
 
 
+def test_gzipped_predictions_are_read(runs, tmp_path):
+    import gzip
+
+    for path in runs.rglob("*.jsonl"):
+        path.with_suffix(".jsonl.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    collected = collect([runs])
+    assert not collected.problems and all(p.endswith(".jsonl.gz") for p in collected.cells["predictions"])
+    assert main_table(collected.cells, 16).rows[1][1] == ("90.0 ± 14.1 (2)", True)
+
+
 def test_bad_input_is_reported_and_the_rest_builds(runs, tmp_path):
     (runs / "tiny" / "t1" / "a" / "broken.json").write_text("{not json")
     (runs / "tiny" / "t1" / "a" / "partial.json").write_text(json.dumps({"cell": {}, "metrics": {}}))

@@ -71,6 +71,8 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         return None
     cell, cost = result["cell"], result["cost"]
     predictions = path.with_suffix(".jsonl")
+    if not predictions.is_file():  # published runs may keep them gzipped
+        predictions = path.with_suffix(".jsonl.gz")
     if not predictions.is_file():
         problems.append(f"{path}: no per-example file beside it; calibration and significance leave it out")
     label = f"{cell['regime']} ({cell['variant']})" if cell.get("variant") else cell["regime"]
@@ -105,5 +107,5 @@ def _dedup(cells: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
 
 
 def load_predictions(path: str) -> pd.DataFrame:
-    """One cell's per-example rows: id, gold, pred, probs."""
-    return pd.read_json(path, lines=True)
+    """One cell's per-example rows: id, gold, pred, probs (plain or .gz)."""
+    return pd.read_json(path, lines=True, compression="infer")

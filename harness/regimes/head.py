@@ -106,7 +106,7 @@ def _fit_top(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
     best = None
     for lr in cfg.top_learning_rates:
         trained = nn.ModuleDict({"layers": copy.deepcopy(nn.ModuleList(backbone.layers[-n:])),
-                                 "norm": copy.deepcopy(backbone.norm)})
+                                 "norm": copy.deepcopy(backbone.norm)}).float()  # fp32 weights to train
         weight, bias = init_weights(model.get_output_embeddings(), answer_ids, model.config.hidden_size, classes, cfg.init)
         head = nn.Linear(weight.shape[1], classes).to(device)
         with torch.no_grad():
@@ -169,7 +169,7 @@ def _hidden_batcher(entering: dict[str, list[torch.Tensor]], labels: dict[str, l
 
 def _pad_hidden(states: list[torch.Tensor], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in states)
-    hidden = torch.zeros(len(states), width, states[0].shape[1], dtype=states[0].dtype)
+    hidden = torch.zeros(len(states), width, states[0].shape[1], dtype=torch.float32)
     mask = torch.zeros(len(states), width, dtype=torch.long)
     for i, s in enumerate(states):
         hidden[i, : len(s)] = s
