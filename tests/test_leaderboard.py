@@ -89,6 +89,20 @@ def test_paired_test_matches_exact_sign_flip_enumeration():
     assert paired_p_value(a, a) == 1.0
 
 
+def test_paired_test_agrees_with_scipy_permutation_test():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2, 80)
+    b = np.where(rng.random(80) < 0.8, a, 1 - a)
+    b[:4] = 0
+    a[:4] = 1  # a is a little better
+    reference = stats.permutation_test((a - b,), np.mean, permutation_type="samples", vectorized=True,
+                                       n_resamples=99999, random_state=0).pvalue
+    assert 0.01 < reference < 0.5
+    assert paired_p_value(a, b) == pytest.approx(reference, abs=0.02)
+
+
 def test_ece_and_brier_on_hand_computed_cases():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
     gold = np.array([0, 1, 1, 1])
@@ -183,7 +197,7 @@ def test_outputs_and_html_structure(runs, tmp_path):
     page = (out / "index.html").read_text()
     assert page.count("<table class='sortable'") >= 3 and "data:image/png;base64," in page
     assert "http://" not in page and "https://" not in page and "<script>" in page
-    assert "Head wins here." in (out / "README.md").read_text()
+    assert "Head wins here." in (out / "README.md").read_text() and "<p>Head wins here.</p>" in page
     assert "harness eval --tasks t1" in (out / "README.md").read_text()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -89,10 +90,45 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 """
 
 
-def html_page(title: str, intro: str, tables: Sequence[Table], images: Sequence[Path], footer: str) -> str:
+def notes_html(markdown_text: str) -> str:
+    """The small Markdown of a notes file (## headings, - lists, **bold**, `code`, paragraphs) as HTML."""
+    blocks, items = [], []
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+    def flush() -> None:
+        if items:
+            blocks.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    paragraph: list[str] = []
+    for line in markdown_text.splitlines() + [""]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            flush()
+            blocks.append(f"<h2>{inline(stripped.lstrip('# '))}</h2>")
+        elif stripped.startswith("- "):
+            items.append(stripped[2:])
+        elif stripped and items and line.startswith(" "):
+            items[-1] += " " + stripped
+        elif stripped:
+            flush()
+            paragraph.append(stripped)
+        else:
+            flush()
+            if paragraph:
+                blocks.append(f"<p>{inline(' '.join(paragraph))}</p>")
+                paragraph = []
+    return "\n".join(blocks)
+
+
+def html_page(title: str, intro_markdown: str, tables: Sequence[Table], images: Sequence[Path], footer: str) -> str:
     """One file: tables sortable by clicking a header, plots inline as data URIs, no network needed."""
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>", notes_html(intro_markdown)]
     for table in tables:
         parts.append(f"<h2>{html.escape(table.title)}</h2><table class='sortable' id='{table.key}'><thead><tr>")
         parts.extend(f"<th>{html.escape(h)}</th>" for h in table.header)

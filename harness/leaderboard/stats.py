@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 ECE_BINS = 10  # equal-width bins over the top-class probability, (0, 0.1], ..., (0.9, 1]
 PERMUTATIONS = 9999
@@ -32,12 +31,23 @@ def brier_score(probs: np.ndarray, gold: np.ndarray) -> float:
 
 
 def paired_p_value(a_correct: Sequence[float], b_correct: Sequence[float], seed: int = 0) -> float:
-    """Two-sided paired permutation (sign-flip) test of mean(a − b) over matched examples."""
+    """Two-sided paired permutation (sign-flip) test of mean(a − b) over matched examples.
+
+    Exact over all 2^n sign patterns when there are at most PERMUTATIONS of them, else PERMUTATIONS random
+    ones with p = (hits + 1) / (PERMUTATIONS + 1). Written with numpy: scipy.stats.permutation_test gives the
+    same p-values (tested) but takes seconds per pair at n = 5000.
+    """
     diff = np.asarray(a_correct, dtype=float) - np.asarray(b_correct, dtype=float)
-    if not diff.any():
+    diff = diff[diff != 0]  # a zero difference has the same value under either sign
+    if diff.size == 0:
         return 1.0
-    result = stats.permutation_test(
-        (diff,), np.mean, permutation_type="samples", alternative="two-sided",
-        n_resamples=PERMUTATIONS, random_state=np.random.default_rng(seed),
-    )
-    return float(result.pvalue)
+    total = diff.size
+    if 2 ** total <= PERMUTATIONS:
+        signs = 1 - 2 * ((np.arange(2 ** total)[:, None] >> np.arange(total)) & 1)
+        return float(np.mean(np.abs((signs * diff).sum(axis=1)) >= abs(diff.sum()) - 1e-9))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, PERMUTATIONS, 500):
+        signs = rng.choice((-1.0, 1.0), size=(min(500, PERMUTATIONS - start), total))
+        hits += int(np.sum(np.abs(signs @ diff) >= abs(diff.sum()) - 1e-9))
+    return (hits + 1) / (PERMUTATIONS + 1)

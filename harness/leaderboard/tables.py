@@ -111,7 +111,7 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         "template is the one with the best dev accuracy (else the mean over templates).",
         "Bold: best regime per task. †: not significantly different from the best (p ≥ 0.05) under a two-sided "
         "paired permutation (sign-flip) test of per-example correctness, examples matched by id and pooled "
-        f"across seeds (scipy.stats.permutation_test, {9999} resamples).",
+        f"across seeds (exact, or 9,999 random sign patterns; checked against scipy.stats.permutation_test).",
         "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
         "uniform guess (1 / classes).",
         *notes,
