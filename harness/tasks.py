@@ -8,7 +8,7 @@ import os
 import random
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
@@ -283,8 +283,3 @@ def describe_splits(task: TaskSpec, data_dir: str | Path | None) -> dict[str, in
             sizes[split] = "unavailable"
             log.debug("%s", exc)
     return sizes
-
-
-def iter_tasks(names: Iterable[str]) -> list[TaskSpec]:
-    """Load several tasks by name."""
-    return [load_task(n) for n in names]

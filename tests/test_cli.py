@@ -162,3 +162,14 @@ def test_validate_reports_a_broken_template(runner, tmp_path, monkeypatch):
 def test_debug_shows_the_traceback(runner, tmp_path):
     result = runner.invoke(cli, ["--debug", "eval", "--tasks", "nope", "--out", str(tmp_path)])
     assert result.exit_code != 0 and result.exception is not None
+
+
+def test_several_templates_give_prompting_cells_a_dev_score(runner, tmp_path):
+    result = run(runner, "eval", "--tasks", "toy", "--regimes", "zero-shot,few-shot", "--k", "2", "--seeds", "13",
+                 "--templates", "all", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    few = json.loads(next(tmp_path.rglob("cloze/few-shot_k2_seed13.json")).read_text())
+    zero = json.loads(next(tmp_path.rglob("cloze/zero-shot_k0.json")).read_text())
+    for cell in (few, zero):
+        assert 0 <= cell["selection"]["dev_accuracy"] <= 1 and cell["dev_ids"]
+    assert not set(few["dev_ids"]) & set(few["demo_ids"]) and len(few["dev_ids"]) == 4
