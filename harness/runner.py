@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 from harness.cells import CellFailed, draw_for, provenance, run_cell
 from harness.errors import HarnessError
 from harness.prompts import select_templates
+from harness.sampling import select_test_subset
 from harness.results import Cell, config_hash, model_slug, read_result, write_atomic, write_cell
 from harness.tasks import load_examples, load_task
 from harness.types import REGIMES, Example, TaskSpec, Template
@@ -181,8 +182,6 @@ def _load_task_data(name: str, config: EvalConfig) -> _TaskData:
 
 
 def _limited_test(task: TaskSpec, config: EvalConfig) -> list[Example]:
-    from harness.sampling import select_test_subset
-
     return select_test_subset(load_examples(task, "test", config.data_dir), config.limit)
 
 

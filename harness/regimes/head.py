@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -124,15 +125,15 @@ def _fit_top(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
         batch = _hidden_batcher(entering, labels, device)
         loop_cfg = LoopConfig(learning_rate=lr, max_steps=cfg.top_steps, batch_size=cfg.batch_size, seed=seed,
                               eval_every=max(1, cfg.top_steps // 4))
-        dev_score = lambda: _score(*_predict_hidden(classifier, entering["dev"], device, cfg.batch_size,
-                                                    torch.tensor(labels["dev"], device=device)))
+        y_dev = torch.tensor(labels["dev"], device=device)
+        dev_score = lambda: _score(_predict_hidden(classifier, entering["dev"], device, cfg.batch_size), y_dev)
         result = train_loop(classifier, params, lambda rows: batch("train", rows), range(len(texts["train"])),
-                            [len(h) for h in entering["train"]], dev_score, loop_cfg, _no_autocast, progress)
+                            [len(h) for h in entering["train"]], dev_score, loop_cfg, contextlib.nullcontext, progress)
         if best is None or result.best_dev > best[0].best_dev:
             best = (result, lr, classifier)
     result, lr, classifier = best
     classifier.load_state_dict(result.best_state, strict=False)
-    logits, _ = _predict_hidden(classifier, entering["test"], device, cfg.batch_size, None)
+    logits = _predict_hidden(classifier, entering["test"], device, cfg.batch_size)
     trainable = sum(p.numel() for p in classifier.parameters())
     return FitResult(
         probs=torch.softmax(logits.float(), -1).tolist(),
@@ -151,12 +152,6 @@ def _fit_top(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
         },
         trained=classifier,
     )
-
-
-def _no_autocast():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _hidden_batcher(entering: dict[str, list[torch.Tensor]], labels: dict[str, list[int]], device: Any):
@@ -178,10 +173,11 @@ def _pad_hidden(states: list[torch.Tensor], device: Any) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def _predict_hidden(classifier: SequenceClassifier, states: list[torch.Tensor], device: Any, batch_size: int,
-                    y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _predict_hidden(classifier: SequenceClassifier, states: list[torch.Tensor], device: Any,
+                    batch_size: int) -> torch.Tensor:
+    """Logits for cached hidden states, in order."""
     logits = []
     for start in range(0, len(states), batch_size):
         hidden, mask = _pad_hidden(states[start : start + batch_size], device)
         logits.append(classifier(hidden, mask).float())
-    return torch.cat(logits), y
+    return torch.cat(logits)
