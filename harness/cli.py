@@ -107,6 +107,9 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 @click.option("--head-init", default="zero", show_default=True, help="head/full: 'zero', or 'verbalizer' rows.")
 @click.option("--full-lrs", default=None, callback=_float_list, help="full: learning-rate grid [default: by device].")
 @click.option("--full-steps", default=None, type=click.IntRange(min=1), help="full: optimizer steps [default: by device].")
+@click.option("--full-defaults", default=None, type=click.Choice(["cpu", "cuda"]),
+              help="full: take this device kind's defaults (grid, steps, batch, dev cadence, patience) "
+                   "[default: the device in use].")
 @click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1), help="full: micro-batches per step.")
 @click.option("--gradient-checkpointing", is_flag=True, help="full: trade compute for memory.")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(min=8),
@@ -114,8 +117,8 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list[int], templates: str | None,
                  limit: int | None, data_dir: str | None, out: Path, batch_size: int, overwrite: bool,
                  trust_remote_code: bool, unfreeze_top: int, pooling: str, head_init: str,
-                 full_lrs: list[float] | None, full_steps: int | None, grad_accum: int, gradient_checkpointing: bool,
-                 max_tokens: int) -> None:
+                 full_lrs: list[float] | None, full_steps: int | None, full_defaults: str | None, grad_accum: int,
+                 gradient_checkpointing: bool, max_tokens: int) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
     from harness.results import summary_table, write_atomic
     from harness.runner import EvalConfig, run_eval
@@ -124,7 +127,7 @@ def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list
         tasks=_split_list(tasks), model=model, regimes=_split_list(regimes), k=k, seeds=seeds, templates=templates,
         limit=limit, data_dir=data_dir, out=out, batch_size=batch_size, overwrite=overwrite,
         trust_remote_code=trust_remote_code, unfreeze_top=unfreeze_top, pooling=pooling, head_init=head_init,
-        full_learning_rates=full_lrs, full_steps=full_steps, grad_accum=grad_accum,
+        full_learning_rates=full_lrs, full_steps=full_steps, full_defaults=full_defaults, grad_accum=grad_accum,
         gradient_checkpointing=gradient_checkpointing, max_tokens=max_tokens,
         command=shlex.join(["harness", *sys.argv[1:]]),
     )

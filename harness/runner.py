@@ -49,6 +49,7 @@ class EvalConfig:
     head_init: str = "zero"
     full_learning_rates: Sequence[float] | None = None  # None: the device's default grid
     full_steps: int | None = None
+    full_defaults: str | None = None  # "cpu" or "cuda": that device kind's FullConfig defaults; None: the device in use
     grad_accum: int = 1
     gradient_checkpointing: bool = False
     max_tokens: int = 256
@@ -160,7 +161,7 @@ def _regime_options(config: EvalConfig, device: str) -> dict[str, Any]:
     from harness.regimes.full import FullConfig
     from harness.regimes.head import HeadConfig
 
-    full = FullConfig.for_device(device)
+    full = FullConfig.for_device(config.full_defaults or device)
     full = replace(full, pooling=config.pooling, init=config.head_init, grad_accum=config.grad_accum,
                    gradient_checkpointing=config.gradient_checkpointing, max_tokens=config.max_tokens,
                    learning_rates=tuple(config.full_learning_rates or full.learning_rates),

@@ -14,8 +14,9 @@ CURVE_SEEDS=${CURVE_SEEDS:-13,21,42}
 CURVE_KS=${CURVE_KS:-2,4,8,16,32}
 K=${K:-16}
 LIMIT=${LIMIT:-1000}
-# full fine-tuning: a two-rate grid and 60 steps of 16 (the CUDA default grid has three rates and 200 steps)
-FULL=(--full-lrs 1e-5,3e-5 --full-steps "${FULL_STEPS:-60}")
+# full fine-tuning: a two-rate grid and 60 steps with the CUDA defaults otherwise (batch 16, dev every 20 steps,
+# patience 3) on any device; the CUDA default grid has three rates and 200 steps
+FULL=(--full-lrs 1e-5,3e-5 --full-steps "${FULL_STEPS:-60}" --full-defaults cuda)
 COMMON=(--limit "$LIMIT" --data-dir "$DATA" --out "$RUNS")
 
 declare -A FIRST=([sst2]=lmbff [subj]=lmbff [trec]=answer_type [agnews]=topic [bbc_news]=short)

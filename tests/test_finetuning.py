@@ -183,3 +183,16 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
     result = patched.invoke(cli, ["eval", "--tasks", "toy", *args, "--out", str(tmp_path)])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_full_defaults_picks_another_device_kinds_settings(patched, tmp_path):
+    args = ["eval", "--tasks", "toy", "--regimes", "full", "--k", "2", "--seeds", "13", "--templates", "cloze",
+            "--full-steps", "2"]
+    runs = {}
+    for kind in ("cpu", "cuda"):
+        result = patched.invoke(cli, [*args, "--full-defaults", kind, "--out", str(tmp_path / kind)])
+        assert result.exit_code == 0, result.output
+        runs[kind] = json.loads(next((tmp_path / kind).rglob("full_k2_seed13.json")).read_text())["hyperparameters"]
+    assert (runs["cpu"]["batch_size"], runs["cpu"]["eval_every"], runs["cpu"]["patience"]) == (8, 8, 2)
+    assert (runs["cuda"]["batch_size"], runs["cuda"]["eval_every"], runs["cuda"]["patience"]) == (16, 20, 3)
+    assert runs["cpu"]["max_steps"] == runs["cuda"]["max_steps"] == 2
