@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.errors import HarnessError
 from harness.leaderboard.build import build
 from harness.leaderboard.collect import collect
 from harness.leaderboard.render import latex, long_csv, markdown

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from harness.errors import HarnessError
 from harness.leaderboard import plots, render, tables
 from harness.leaderboard.collect import collect
 from harness.results import write_atomic

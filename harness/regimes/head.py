@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from harness.regimes.features import FeatureStore, backbone_of, block_parameters, swapped_top
+from harness.regimes.features import FeatureStore, backbone_of, swapped_top
 from harness.regimes.training import FitResult, LoopConfig, SequenceClassifier, train_loop
 
 HEAD_INITS = ("zero", "verbalizer")
