@@ -15,7 +15,7 @@ from harness.leaderboard.build import build
 from harness.leaderboard.collect import collect
 from harness.leaderboard.render import latex, long_csv, markdown
 from harness.leaderboard.stats import brier_score, expected_calibration_error, paired_p_value
-from harness.leaderboard.tables import Table, main_table, per_seed
+from harness.leaderboard.tables import Table, _p_text, main_table, per_seed
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard"
 GOLD = [0, 1, 0, 1, 0, 1, 0, 0, 1, 1]
@@ -66,8 +66,13 @@ def test_mean_std_bold_and_baselines(runs):
     rows = {row[0][0]: row for row in table.rows}
     assert rows["few-shot"][1] == ("90.0 ± 14.1 (2)", True)  # sample std of 100 and 80
     assert rows["head"][1][0].startswith("80.0 ± 0.0 (2)")
+    assert rows["zero-shot"][1][0].startswith("50.0 (1)")  # one run: no std to show
     assert rows["majority"][1][0] == "50.0" and rows["random"][1][0] == "50.0"
     assert any("p = " in note for note in table.notes)
+
+
+def test_p_values_below_a_thousandth_are_shown_as_a_bound():
+    assert _p_text(0.0001) == "p < 0.001" and _p_text(0.0928) == "p = 0.0928" and _p_text(0.001) == "p = 0.001"
 
 
 def test_ties_are_marked_with_a_dagger(runs):

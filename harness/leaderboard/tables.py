@@ -62,7 +62,15 @@ def correctness(paths: list[str]) -> pd.Series:
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
+    """mean ± std (n); a single run has no spread to show, so it is mean (1)."""
+    if n == 1:
+        return f"{100 * mean:.1f} (1)"
     return f"{100 * mean:.1f} ± {100 * std:.1f} ({n})"
+
+
+def _p_text(p: float) -> str:
+    """p = 0.0928, or only the bound below 0.001 (the random-sign test's floor is 1 / 10,000)."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
 
 
 def main_table(cells: pd.DataFrame, k: int) -> Table:
@@ -82,7 +90,7 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
                 p = _paired(stats_by[(t, r)], stats_by[(t, best[t])])
                 if p is not None:
                     ties[(t, r)] = p >= SIGNIFICANCE
-                    pvalues.append(f"{t}: {r} vs {best[t]} p = {p:.3g}")
+                    pvalues.append(f"{t}: {r} vs {best[t]} {_p_text(p)}")
     for r in regimes:
         row = [(r, False)]
         for t in tasks:
@@ -107,7 +115,8 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         rows.append(row)
     notes = [
         f"Accuracy (%) at k = {k} examples per class (zero-shot uses none): mean ± sample standard deviation "
-        "(ddof = 1) over seeds, number of seeds in brackets. Where a task has several templates, each seed's "
+        "(ddof = 1) over seeds, number of seeds in brackets (one run, as for zero-shot, which draws no examples, "
+        "has no std). Where a task has several templates, each seed's "
         "template is the one with the best dev accuracy (else the mean over templates).",
         "Bold: best regime per task. †: not significantly different from the best (p ≥ 0.05) under a two-sided "
         "paired permutation (sign-flip) test of per-example correctness, examples matched by id and pooled "
