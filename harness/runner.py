@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 from harness.cells import CellFailed, draw_for, provenance, run_cell
 from harness.errors import HarnessError
 from harness.prompts import select_templates
-from harness.sampling import select_test_subset
 from harness.results import Cell, config_hash, model_slug, read_result, write_atomic, write_cell
+from harness.sampling import select_test_subset
 from harness.tasks import load_examples, load_task
 from harness.types import REGIMES, Example, TaskSpec, Template
 

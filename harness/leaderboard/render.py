@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+from markdown_it import MarkdownIt
 
 from harness.leaderboard.tables import Table
 
@@ -91,38 +91,8 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 
 
 def notes_html(markdown_text: str) -> str:
-    """The small Markdown of a notes file (## headings, - lists, **bold**, `code`, paragraphs) as HTML."""
-    blocks, items = [], []
-
-    def inline(text: str) -> str:
-        text = html.escape(text)
-        text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-    def flush() -> None:
-        if items:
-            blocks.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
-            items.clear()
-
-    paragraph: list[str] = []
-    for line in markdown_text.splitlines() + [""]:
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            flush()
-            blocks.append(f"<h2>{inline(stripped.lstrip('# '))}</h2>")
-        elif stripped.startswith("- "):
-            items.append(stripped[2:])
-        elif stripped and items and line.startswith(" "):
-            items[-1] += " " + stripped
-        elif stripped:
-            flush()
-            paragraph.append(stripped)
-        else:
-            flush()
-            if paragraph:
-                blocks.append(f"<p>{inline(' '.join(paragraph))}</p>")
-                paragraph = []
-    return "\n".join(blocks)
+    """A notes file's Markdown as HTML (CommonMark via markdown-it-py; raw HTML in it is escaped, not passed on)."""
+    return MarkdownIt("commonmark", {"html": False}).render(markdown_text)
 
 
 def html_page(title: str, intro_markdown: str, tables: Sequence[Table], images: Sequence[Path], footer: str) -> str:

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from harness.leaderboard.collect import load_predictions
-from harness.leaderboard.stats import SIGNIFICANCE, brier_score, expected_calibration_error, paired_p_value
+from harness.leaderboard.stats import (PERMUTATIONS, SIGNIFICANCE, brier_score, expected_calibration_error,
+                                       paired_p_value)
 
 ORDER = ("zero-shot", "few-shot", "head", "full")
 PROMPTING = ("zero-shot", "few-shot")
@@ -69,7 +70,7 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 
 def _p_text(p: float) -> str:
-    """p = 0.0928, or only the bound below 0.001 (the random-sign test's floor is 1 / 10,000)."""
+    """p = 0.0928, or only the bound below 0.001 (the random-sign test's floor is 1 / (PERMUTATIONS + 1))."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
 
 
@@ -120,7 +121,8 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         "template is the one with the best dev accuracy (else the mean over templates).",
         "Bold: best regime per task. †: not significantly different from the best (p ≥ 0.05) under a two-sided "
         "paired permutation (sign-flip) test of per-example correctness, examples matched by id and pooled "
-        f"across seeds (exact, or 9,999 random sign patterns; checked against scipy.stats.permutation_test).",
+        f"across seeds (exact, or {PERMUTATIONS:,} random sign patterns; checked against "
+        "scipy.stats.permutation_test).",
         "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
         "uniform guess (1 / classes).",
         *notes,

@@ -82,7 +82,8 @@ def fit_full(model: Any, tokenizer: Any, texts: dict[str, list[str]], labels: di
         record={
             "hyperparameters": {"learning_rate": lr, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
                                 "grad_accum": cfg.grad_accum, "warmup_ratio": cfg.warmup_ratio,
-                                "eval_every": cfg.eval_every, "patience": cfg.patience, "max_tokens": cfg.max_tokens, "pooling": cfg.pooling, "init": cfg.init,
+                                "eval_every": cfg.eval_every, "patience": cfg.patience,
+                                "max_tokens": cfg.max_tokens, "pooling": cfg.pooling, "init": cfg.init,
                                 "gradient_checkpointing": cfg.gradient_checkpointing},
             "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning rates and evaluations",
                           "grid": list(cfg.learning_rates), "best_step": result.best_step,
