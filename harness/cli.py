@@ -59,12 +59,15 @@ def _int_list(name: str) -> Callable[[click.Context, click.Parameter, str], list
 
 
 def _k_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-    from harness.runner import FULL_K
+    from harness.types import ALL_K
 
     try:
-        return [FULL_K if v == "full" else int(v) for v in _split_list(value)]
+        ks = [ALL_K if v == "all" else int(v) for v in _split_list(value)]
     except ValueError:
-        raise click.BadParameter(f"--k must be comma-separated integers or 'full', got '{value}'") from None
+        ks = []
+    if not ks or any(k < 1 and k != ALL_K for k in ks):
+        raise click.BadParameter(f"--k must be comma-separated positive integers or 'all', got '{value}'")
+    return ks
 
 
 def _float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
@@ -88,57 +91,60 @@ def _limit(ctx: click.Context, param: click.Parameter, value: str) -> int | None
 DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the hub dataset."
 
 
+# The regime options of `harness eval`: each is a settings field of the regimes that have it (regimes/options.py).
+REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tokens", "full_learning_rates",
+                  "full_max_steps", "full_defaults", "grad_accum", "gradient_checkpointing")
+
+
 @cli.command("eval")
 @click.option("--tasks", default="bbc_news", show_default=True, help="Comma-separated task names.")
 @click.option("--model", default="smollm2-135m", show_default=True, help="Alias, hub id or local folder of a causal LM.")
 @click.option("--regimes", default="zero-shot,few-shot,head,full", show_default=True, help="Comma-separated regimes.")
 @click.option("--k", "k", default="16", show_default=True, callback=_k_list,
-              help="Examples per class, comma-separated; 'full' = the whole train split (validation as dev).")
+              help="Examples per class, comma-separated; 'all' = the whole train split (validation as dev).")
 @click.option("--seeds", default="13,21", show_default=True, callback=_int_list("--seeds"), help="Sampling seeds.")
 @click.option("--templates", default=None, help="'all', or comma-separated names [default: each task's defaults].")
 @click.option("--limit", default="200", show_default=True, callback=_limit, help="Test examples per task, or 'all'.")
 @click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
 @click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Run folder.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--overwrite", is_flag=True, help="Recompute cells already on disk.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
-@click.option("--unfreeze-top", default=0, show_default=True, type=int, help="head: also train the top N blocks.")
-@click.option("--pooling", default="last", show_default=True, help="head/full: 'last' non-pad token or 'mean'.")
-@click.option("--head-init", default="zero", show_default=True, help="head/full: 'zero', or 'verbalizer' rows.")
-@click.option("--full-lrs", default=None, callback=_float_list, help="full: learning-rate grid [default: by device].")
-@click.option("--full-steps", default=None, type=click.IntRange(min=1), help="full: optimizer steps [default: by device].")
+@click.option("--batch-size", default=None, type=int,
+              help="Prompts per forward; head: feature batches; full: examples per micro-batch "
+                   "[default: zero-shot/few-shot/head 16, full by device].")
+@click.option("--unfreeze-top", default=None, type=int, help="head: also train the top N blocks [default: 0].")
+@click.option("--pooling", default=None, help="head/full: 'last' non-pad token or 'mean' [default: last].")
+@click.option("--head-init", default=None, help="head/full: 'zero', or 'verbalizer' rows [default: zero].")
+@click.option("--max-tokens", default=None, type=int, help="head/full: inputs are cut to this many tokens [default: 256].")
+@click.option("--full-learning-rates", default=None, callback=_float_list,
+              help="full: learning-rate grid, selected on dev [default: by device].")
+@click.option("--full-max-steps", default=None, type=int, help="full: optimizer steps per learning rate [default: by device].")
 @click.option("--full-defaults", default=None, type=click.Choice(["cpu", "cuda"]),
               help="full: take this device kind's defaults (grid, steps, batch, dev cadence, patience) "
                    "[default: the device in use].")
-@click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1), help="full: micro-batches per step.")
-@click.option("--gradient-checkpointing", is_flag=True, help="full: trade compute for memory.")
-@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(min=8),
-              help="head/full: inputs are cut to this many tokens.")
+@click.option("--grad-accum", default=None, type=int, help="full: micro-batches per optimizer step [default: 1].")
+@click.option("--gradient-checkpointing", is_flag=True, default=None, help="full: trade compute for memory.")
 def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list[int], templates: str | None,
-                 limit: int | None, data_dir: str | None, out: Path, batch_size: int, overwrite: bool,
-                 trust_remote_code: bool, unfreeze_top: int, pooling: str, head_init: str,
-                 full_lrs: list[float] | None, full_steps: int | None, full_defaults: str | None, grad_accum: int,
-                 gradient_checkpointing: bool, max_tokens: int) -> None:
+                 limit: int | None, data_dir: str | None, out: Path, overwrite: bool, trust_remote_code: bool,
+                 **options: Any) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
     from harness.results import summary_table, write_atomic
     from harness.runner import EvalConfig, run_eval
 
     config = EvalConfig(
         tasks=_split_list(tasks), model=model, regimes=_split_list(regimes), k=k, seeds=seeds, templates=templates,
-        limit=limit, data_dir=data_dir, out=out, batch_size=batch_size, overwrite=overwrite,
-        trust_remote_code=trust_remote_code, unfreeze_top=unfreeze_top, pooling=pooling, head_init=head_init,
-        full_learning_rates=full_lrs, full_steps=full_steps, full_defaults=full_defaults, grad_accum=grad_accum,
-        gradient_checkpointing=gradient_checkpointing, max_tokens=max_tokens,
+        limit=limit, data_dir=data_dir, out=out, overwrite=overwrite, trust_remote_code=trust_remote_code,
+        options={name: options[name] for name in REGIME_OPTIONS if options[name] is not None},
         command=shlex.join(["harness", *sys.argv[1:]]),
     )
 
-    def report_cell(cell: Any, result: dict[str, Any], how: str) -> None:
+    def report_cell(cell: Any, result: Any, how: str) -> None:
         if how == "failed":
-            click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: {result['reason']}")
+            click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: {result.reason}")
             return
-        acc = result["metrics"].get("accuracy")
+        acc = result.metrics.get("accuracy")
         click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: accuracy {acc:.3f} "
-                   f"(n={result['n']}, {result['wall_time_s']:.1f}s)")
+                   f"(n={result.n}, {result.wall_time_s:.1f}s)")
 
     report = run_eval(config, on_cell=report_cell, progress=True)
     table = summary_table(report.results)

@@ -6,7 +6,7 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import jinja2
 import jinja2.meta
@@ -15,7 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from harness.errors import HarnessError
 from harness.tasks import PROJECT_ROOT
-from harness.types import Example, TaskSpec, Template
+from harness.types import Example, FitData, TaskSpec, Template, TestInput
 
 PROMPTS_DIR_ENV = "HARNESS_PROMPTS_DIR"
 _HEADER_KEYS: dict[str, type] = {"description": str, "verbalizers": dict, "delimiter": str, "separator": str}
@@ -110,7 +110,7 @@ def _split_header(path: Path, text: str) -> tuple[dict, str]:
     return header, body
 
 
-def render_input(template: Template, example: Example) -> str:
+def render_input(template: Template, example: Example | TestInput) -> str:
     """The example rendered up to where the answer begins."""
     try:
         return _compile(template.source).render(**example.fields)
@@ -126,6 +126,19 @@ def _compile(source: str) -> jinja2.Template:
 def answers(template: Template) -> list[str]:
     """The continuation scored for each class: delimiter + label word."""
     return [template.delimiter + word for word in template.verbalizers]
+
+
+def first_answer_tokens(tokenizer: Any, template: Template) -> list[int]:
+    """Each class's first answer token (a classifier head can start from the LM head's rows of them)."""
+    return [tokenizer(a, add_special_tokens=False)["input_ids"][0] for a in answers(template)]
+
+
+def render_splits(template: Template, data: FitData) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+    """What a classifier reads: each split's inputs rendered without the answer, and train/dev labels."""
+    texts = {"train": [render_input(template, e) for e in data.train],
+             "dev": [render_input(template, e) for e in data.dev],
+             "test": [render_input(template, e) for e in data.test]}
+    return texts, {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
 
 
 def render_demo(template: Template, example: Example) -> str:

@@ -8,37 +8,13 @@ import os
 import statistics
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness import __version__
 from harness.errors import HarnessError
-from harness.types import REGIMES, Prediction
-
-
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """(task, template, regime, k, seed): the unit that is computed, stored and skipped on rerun."""
-
-    task: str
-    template: str
-    regime: str
-    k: int  # examples per class; 0 for zero-shot; -1 for the whole train split (--k full)
-    seed: int | None  # None for zero-shot, which draws nothing
-    variant: str = ""  # a regime's option that changes results, e.g. "top2" for head with 2 blocks unfrozen
-
-    @property
-    def stem(self) -> str:
-        k = "full" if self.k < 0 else str(self.k)
-        regime = f"{self.regime}-{self.variant}" if self.variant else self.regime
-        return f"{regime}_k{k}" + ("" if self.seed is None else f"_seed{self.seed}")
-
-    def paths(self, out: Path, model_slug: str) -> tuple[Path, Path]:
-        """(result JSON, per-example JSONL) of this cell under a run folder."""
-        folder = out / model_slug / self.task / self.template
-        return folder / f"{self.stem}.json", folder / f"{self.stem}.jsonl"
+from harness.types import ALL_K, CellResult, Prediction
 
 
 def model_slug(model: str) -> str:
@@ -69,19 +45,24 @@ def harness_provenance() -> dict[str, Any]:
     return {"version": __version__, "git_commit": git_commit()}
 
 
-def read_result(path: Path) -> dict[str, Any]:
-    """One result JSON; a corrupt file is a one-line error naming it."""
+def read_result(path: Path) -> CellResult:
+    """One result JSON; a corrupt or malformed file is a one-line error naming it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        return CellResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise HarnessError(f"{path}: unreadable result file ({exc})") from exc
 
 
-def write_cell(json_path: Path, jsonl_path: Path, result: dict[str, Any], predictions: Sequence[Prediction]) -> None:
+def write_cell(json_path: Path, jsonl_path: Path, result: CellResult, predictions: Sequence[Prediction]) -> None:
     """Per-example rows first, then the result JSON, each replaced atomically: a JSON means a finished cell."""
     rows = (json.dumps(prediction_row(p)) + "\n" for p in predictions)
     write_atomic(jsonl_path, "".join(rows))
-    write_atomic(json_path, json.dumps(result, indent=2, sort_keys=False) + "\n")
+    write_result(json_path, result)
+
+
+def write_result(json_path: Path, result: CellResult) -> None:
+    """The result JSON alone (a failed cell has no per-example rows)."""
+    write_atomic(json_path, json.dumps(result.to_json(), indent=2) + "\n")
 
 
 def prediction_row(p: Prediction) -> dict[str, Any]:
@@ -106,23 +87,22 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def summary_table(results: Iterable[dict[str, Any]], metrics: Sequence[str] = ("accuracy", "macro_f1")) -> str:
+def summary_table(results: Iterable[CellResult], metrics: Sequence[str] = ("accuracy", "macro_f1")) -> str:
     """Markdown: task x regime, mean ± sample std over seeds and templates, with counts."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    from harness.regimes import order_of
+
+    groups: dict[tuple[str, str], list[CellResult]] = {}
     for result in results:
-        if result.get("status", "ok") == "ok":
-            cell = result["cell"]
-            label = f"{cell['regime']} ({cell['variant']})" if cell.get("variant") else cell["regime"]
-            groups.setdefault((cell["task"], label), []).append(result)
-    order = {r: i for i, r in enumerate(REGIMES)}
+        if result.ok:
+            groups.setdefault((result.cell.task, result.cell.label), []).append(result)
     header = ["task", "regime", "k", *metrics, "cells", "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (task, regime), cells in sorted(groups.items(),
-                                        key=lambda kv: (kv[0][0], order.get(kv[0][1].split(" ")[0], 99), kv[0][1])):
-        ks = sorted({c["cell"]["k"] for c in cells})
-        values = [_mean_std([c["metrics"].get(m) for c in cells]) for m in metrics]
-        n = sorted({c["n"] for c in cells})
-        row = [task, regime, ",".join("full" if k < 0 else str(k) for k in ks), *values, str(len(cells)),
+    for (task, label), cells in sorted(groups.items(),
+                                       key=lambda kv: (kv[0][0], order_of(kv[1][0].cell.regime), kv[0][1])):
+        ks = sorted({c.cell.k for c in cells})
+        values = [_mean_std([c.metrics.get(m) for c in cells]) for m in metrics]
+        n = sorted({c.n for c in cells})
+        row = [task, label, ",".join("all" if k == ALL_K else str(k) for k in ks), *values, str(len(cells)),
                ",".join(map(str, n))]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")

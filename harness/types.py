@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
-REGIMES = ("zero-shot", "few-shot", "head", "full")
+ALL_K = -1  # --k all: the whole train split, with the validation split as dev
 SPLITS = ("train", "validation", "test")
 
 
@@ -50,6 +50,27 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
+class TestInput:
+    """A test example as a regime sees it: its id and input fields, never its label."""
+
+    id: str
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class FitData:
+    """What one cell gives its regime, built once: labelled train and dev sets, and unlabelled test inputs.
+
+    The test labels are not here, so no regime can read them; the runner joins them to the predictions.
+    """
+
+    train: tuple[Example, ...]  # k per class: the few-shot demos and the fine-tuning set
+    dev: tuple[Example, ...]  # selects templates, hyperparameters and checkpoints
+    test: tuple[TestInput, ...]
+    label_names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Template:
     """One prompts/<task>/<name>.jinja with its verbalizers, parsed from the file's header."""
 
@@ -69,7 +90,7 @@ class Prediction:
     """One scored test example. Every regime returns these, so metrics are computed once for all."""
 
     id: str
-    gold: int
+    gold: int | None  # None as a regime returns it; the runner joins the test label afterwards
     probs: tuple[float, ...]  # per-class probabilities
     scores: tuple[float, ...] | None = None  # per-class log-likelihoods (prompting regimes)
     scores_norm: tuple[float, ...] | None = None  # log-likelihood per character of the answer
@@ -86,3 +107,127 @@ class Prediction:
         if self.scores_norm is None:
             return None
         return max(range(len(self.scores_norm)), key=self.scores_norm.__getitem__)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """(task, template, regime, k, seed): the unit that is computed, stored and skipped on rerun."""
+
+    task: str
+    template: str
+    regime: str
+    k: int  # examples per class; 0 when the regime draws none (zero-shot); ALL_K for the whole train split
+    seed: int | None  # None when the regime draws nothing
+    variant: str = ""  # a regime's option that changes results, e.g. "top2" for head with 2 blocks unfrozen
+
+    @property
+    def label(self) -> str:
+        """The regime as tables show it: `head (top2)`."""
+        return f"{self.regime} ({self.variant})" if self.variant else self.regime
+
+    @property
+    def stem(self) -> str:
+        k = "all" if self.k == ALL_K else str(self.k)
+        regime = f"{self.regime}-{self.variant}" if self.variant else self.regime
+        return f"{regime}_k{k}" + ("" if self.seed is None else f"_seed{self.seed}")
+
+    def paths(self, out: Path, model_slug: str) -> tuple[Path, Path]:
+        """(result JSON, per-example JSONL) of this cell under a run folder."""
+        folder = out / model_slug / self.task / self.template
+        return folder / f"{self.stem}.json", folder / f"{self.stem}.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a cell cost to train, run and keep. The regime fills the training fields; the runner the rest."""
+
+    trainable_parameters: int = 0
+    train_examples: int = 0
+    dev_examples: int = 0
+    train_steps: int = 0
+    train_tokens: int = 0  # tokens through the trained part, summed over steps
+    train_wall_time_s: float = 0.0
+    train_flops: float = 0  # 6·N·tokens for trained blocks, 2·N·tokens for frozen forwards
+    feature_tokens_run: int = 0  # frozen-backbone tokens computed for this cell (cache misses only)
+    inference_flops_per_example: float = 0.0  # 2·N·tokens of one test input (prompting: the whole prompt)
+    stored_bytes_per_task: int = 0  # what a user keeps per task
+    trainable_parameters_percent: float = 0.0  # of total_parameters
+    total_parameters: int = 0  # of the model the regime runs: the LM, or the backbone plus a new head
+    peak_rss_bytes: int | None = None  # the process's peak so far
+    peak_cuda_bytes: int | None = None
+    block_parameters: int = 0  # N above: parameters in the transformer blocks and final norm
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> "Cost":
+        """Read a result file's cost block; keys this version does not know are ignored, missing ones default."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+_CORE = ("cell", "status", "metrics", "n", "wall_time_s", "cost", "reason", "failed_step")
+_PROVENANCE = ("task_version", "template_sha256", "template_text", "verbalizers", "model", "device", "seeds",
+               "harness", "config", "invocation", "config_hash", "created_at")
+
+
+@dataclass
+class CellResult:
+    """One result file: the cell, its metrics and cost, what its regime recorded, and its provenance."""
+
+    cell: Cell
+    status: str = "ok"  # or "failed" (reason, failed_step)
+    metrics: dict[str, float] = field(default_factory=dict)
+    n: int = 0
+    wall_time_s: float = 0.0
+    cost: Cost | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # the regime's: settings, selection, ids, context
+    provenance: dict[str, Any] = field(default_factory=dict)  # task, template, model, code, config and its hash
+    reason: str | None = None
+    failed_step: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def config_hash(self) -> str | None:
+        return self.provenance.get("config_hash")
+
+    @property
+    def train_ids(self) -> list[str]:
+        """The k-per-class examples the cell learned from (files before 0.2 called them demo_ids everywhere)."""
+        return list(self.details.get("train_ids") or self.details.get("demo_ids") or [])
+
+    def to_json(self) -> dict[str, Any]:
+        """The result file's JSON object."""
+        out: dict[str, Any] = {"cell": asdict(self.cell), "status": self.status}
+        if self.ok:
+            out.update(metrics=self.metrics, n=self.n, wall_time_s=self.wall_time_s)
+            out["cost"] = asdict(self.cost) if self.cost else None
+        else:
+            out.update(reason=self.reason, failed_step=self.failed_step)
+        return {**out, **self.details, **self.provenance}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> "CellResult":
+        """Parse a result file's object; ValueError names what is missing or malformed."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("cell"), dict):
+            raise ValueError("not a harness result file")
+        status = raw.get("status", "ok")
+        if status == "ok":
+            missing = [k for k in ("metrics", "n", "config_hash", "cost") if k not in raw]
+            if missing:
+                raise ValueError(f"partial result file (no {', '.join(missing)})")
+            if not isinstance(raw["metrics"], dict) or not isinstance(raw["cost"], dict):
+                raise ValueError("malformed result file (metrics and cost must be objects)")
+        try:
+            cell = Cell(**raw["cell"])
+        except TypeError as exc:
+            raise ValueError(f"malformed cell ({exc})") from None
+        return cls(
+            cell=cell, status=status, metrics=raw.get("metrics") or {}, n=raw.get("n", 0),
+            wall_time_s=raw.get("wall_time_s", 0.0),
+            cost=Cost.from_json(raw["cost"]) if isinstance(raw.get("cost"), dict) else None,
+            details={k: v for k, v in raw.items() if k not in _CORE and k not in _PROVENANCE},
+            provenance={k: raw[k] for k in _PROVENANCE if k in raw},
+            reason=raw.get("reason"), failed_step=raw.get("failed_step"),
+        )

@@ -20,7 +20,7 @@ def test_embedded_model_beats_the_majority_baseline_on_bbc_news(tmp_path):
         test = select_test_subset(load_examples(load_task("bbc_news"), "test"), 40)
     except HarnessError as exc:
         pytest.skip(str(exc))
-    result = CliRunner().invoke(cli, ["eval", "--limit", "40", "--k", "1", "--seeds", "13", "--full-steps", "2",
+    result = CliRunner().invoke(cli, ["eval", "--limit", "40", "--k", "1", "--seeds", "13", "--full-max-steps", "2",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     zero = json.loads(next(tmp_path.rglob("zero-shot_k0.json")).read_text())

@@ -5,28 +5,29 @@ import torch
 from click.testing import CliRunner
 
 import harness.models
-from harness.cells import draw_for
+from harness.cells import draw_for, fit_data
 from harness.cli import cli
-from harness.prompts import load_template, render_input
+from harness.prompts import load_template, render_splits
+from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
-from harness.regimes.full import FullConfig, fit_full
-from harness.regimes.head import HeadConfig, fit_head
+from harness.regimes.full import FullSettings
+from harness.regimes.full_fit import fit_full
+from harness.regimes.head import HeadSettings
+from harness.regimes.head_fit import fit_head
 from harness.regimes.training import length_grouped_batches, padding_fraction
-from harness.results import Cell
 from harness.tasks import load_examples, load_task
+from harness.types import Cell
 
-FAST_FULL = FullConfig(max_steps=4, batch_size=4, eval_every=2, learning_rates=(1e-3,))
+FAST_FULL = FullSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates=(1e-3,))
 
 
 def _data(seed=13, k=2):
     task = load_task("toy")
     template = load_template(task, "cloze")
-    draw = draw_for(Cell("toy", "cloze", "head", k, seed), load_examples(task, "train"), [], task)
+    draw = draw_for(Cell("toy", "cloze", "head", k, seed), get_regime("head"), 1, load_examples(task, "train"), [],
+                    task)
     test = load_examples(task, "test")
-    texts = {"train": [render_input(template, e) for e in draw.train],
-             "dev": [render_input(template, e) for e in draw.dev],
-             "test": [render_input(template, e) for e in test]}
-    labels = {"train": [e.label for e in draw.train], "dev": [e.label for e in draw.dev]}
+    texts, labels = render_splits(template, fit_data(draw, test, task))
     return task, draw, test, texts, labels
 
 
@@ -42,11 +43,11 @@ def _same(a, b):
 def test_head_trains_and_leaves_the_backbone_bit_identical(toy_env, model, tokenizer, top):
     _, _, test, texts, labels = _data()
     before = _state(model)
-    store = FeatureStore(model, tokenizer, 64)
-    fit = fit_head(model, store, texts, labels, 2, [5, 6], HeadConfig(unfreeze_top=top, steps=20, top_steps=4), 13)
+    store = FeatureStore(model, tokenizer)
+    fit = fit_head(model, store, texts, labels, 2, [5, 6], HeadSettings(unfreeze_top=top, steps=20, top_steps=4), 13)
     assert _same(before, model.state_dict())
     assert len(fit.probs) == len(test) and all(abs(sum(p) - 1) < 1e-5 for p in fit.probs)
-    assert fit.record["hyperparameters"]["unfreeze_top"] == top
+    assert ("top_learning_rate" if top else "l2") in fit.details["selection"]["chosen"]
     if top:
         trained = dict(fit.trained.modules_trained.named_parameters())
         base = dict(model.model.layers[-1].named_parameters())
@@ -55,15 +56,15 @@ def test_head_trains_and_leaves_the_backbone_bit_identical(toy_env, model, token
 
 def test_head_features_are_computed_once_per_input(toy_env, model, tokenizer):
     _, _, _, texts, labels = _data()
-    store = FeatureStore(model, tokenizer, 64)
-    fit_head(model, store, texts, labels, 2, None, HeadConfig(steps=5), 13)
+    store = FeatureStore(model, tokenizer)
+    fit_head(model, store, texts, labels, 2, None, HeadSettings(steps=5), 13)
     after_first = store.tokens_run
-    fit_head(model, store, texts, labels, 2, None, HeadConfig(steps=5), 21)
+    fit_head(model, store, texts, labels, 2, None, HeadSettings(steps=5), 21)
     assert after_first > 0 and store.tokens_run == after_first
 
 
 def test_verbalizer_init_starts_from_the_lm_head_rows(toy_env, model, tokenizer):
-    from harness.regimes.head import init_weights
+    from harness.regimes.training import init_weights
 
     weight, bias = init_weights(model.get_output_embeddings(), [7, 9], 32, 2, "verbalizer")
     assert torch.equal(weight, model.lm_head.weight[[7, 9]]) and torch.equal(bias, torch.zeros(2))
@@ -78,8 +79,8 @@ def test_full_trains_a_copy_and_never_the_base(toy_env, model, tokenizer):
     assert _same(before, model.state_dict())
     trained = dict(fit.trained.modules_trained.named_parameters())
     assert any(not torch.equal(trained[k], v) for k, v in model.model.named_parameters())
-    assert len(fit.probs) == len(test) and fit.record["train_steps"] == 4
-    assert fit.record["selection"]["grid"] == [1e-3]
+    assert len(fit.probs) == len(test) and fit.train_steps == 4
+    assert fit.details["selection"]["chosen"] == {"learning_rate": 1e-3}
 
 
 def test_same_seed_same_results(toy_env, model, tokenizer):
@@ -114,7 +115,7 @@ def patched(toy_env, loaded, monkeypatch):
 
 def test_cli_runs_head_top1_and_full_and_records_costs(patched, tmp_path):
     result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "head,full", "--k", "2", "--seeds", "13",
-                                  "--templates", "cloze", "--full-steps", "2", "--unfreeze-top", "1",
+                                  "--templates", "cloze", "--full-max-steps", "2", "--unfreeze-top", "1",
                                   "--out", str(tmp_path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     head = json.loads(next(tmp_path.rglob("head-top1_k2_seed13.json")).read_text())
@@ -125,31 +126,33 @@ def test_cli_runs_head_top1_and_full_and_records_costs(patched, tmp_path):
                     "train_tokens", "train_wall_time_s", "train_flops", "inference_flops_per_example",
                     "peak_rss_bytes", "stored_bytes_per_task"):
             assert key in cost, key
-        assert record["hyperparameters"] and record["selection"]["rule"]
-        assert cost["train_examples"] == 4 and len(record["dev_ids"]) == 4
+        assert record["settings"] and record["selection"]["rule"] and record["selection"]["chosen"]
+        assert cost["train_examples"] == 4 and len(record["dev_ids"]) == 4 and len(record["train_ids"]) == 4
     assert full["cost"]["trainable_parameters_percent"] > 99 > head["cost"]["trainable_parameters_percent"] > 0
     assert "| toy | head (top1) |" in result.output
 
 
 def test_selection_never_sees_test_labels(patched, tmp_path, monkeypatch):
     seen = []
-    import harness.regimes.head as head_module
+    head = get_regime("head")
+    original = type(head).run
 
-    original = head_module.fit_head
+    def spy(self, lm, features, template, data, *args, **kwargs):
+        seen.append(data)
+        return original(self, lm, features, template, data, *args, **kwargs)
 
-    def spy(model, store, texts, labels, *args, **kwargs):
-        seen.append(set(labels))
-        return original(model, store, texts, labels, *args, **kwargs)
-
-    monkeypatch.setattr(head_module, "fit_head", spy)
+    monkeypatch.setattr(type(head), "run", spy)
     result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "head", "--k", "2", "--seeds", "13",
                                   "--templates", "cloze", "--out", str(tmp_path)])
-    assert result.exit_code == 0 and seen == [{"train", "dev"}]
+    assert result.exit_code == 0 and len(seen) == 1
+    # the test inputs carry an id and fields, and nothing else: no label to leak
+    assert {f for x in seen[0].test for f in x.__slots__} == {"id", "fields"}
+    assert all("label" not in x.fields for x in seen[0].test)
 
 
 def test_nan_loss_fails_the_cell_and_the_run_goes_on(patched, tmp_path):
     result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot,full", "--k", "2", "--seeds",
-                                  "13", "--templates", "cloze", "--full-lrs", "1e12", "--full-steps", "3",
+                                  "13", "--templates", "cloze", "--full-learning-rates", "1e12", "--full-max-steps", "3",
                                   "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     failed = json.loads(next(tmp_path.rglob("full_k2_seed13.json")).read_text())
@@ -158,12 +161,12 @@ def test_nan_loss_fails_the_cell_and_the_run_goes_on(patched, tmp_path):
 
 
 def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, monkeypatch):
-    import harness.regimes.full as full_module
+    import harness.regimes.full_fit as full_fit
 
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(full_module, "fit_full", boom)
+    monkeypatch.setattr(full_fit, "fit_full", boom)
     result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot,full", "--k", "2", "--seeds",
                                   "13", "--templates", "cloze", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "ran out of memory" in result.output and "--batch-size" in result.output
@@ -177,7 +180,10 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
         (["--pooling", "max"], "unknown pooling 'max'"),
         (["--head-init", "random"], "unknown head init 'random'"),
         (["--unfreeze-top", "-1"], "--unfreeze-top must be 0 or more"),
-        (["--k", "five"], "--k must be comma-separated integers or 'full'"),
+        (["--k", "five"], "--k must be comma-separated positive integers or 'all'"),
+        (["--k", "full"], "--k must be comma-separated positive integers or 'all'"),
+        (["--k", "-5"], "--k must be comma-separated positive integers or 'all'"),
+        (["--regimes", "head,lora"], "unknown regime 'lora' (known: zero-shot, few-shot, head, full)"),
     ],
 )
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
@@ -187,12 +193,50 @@ def test_fine_tuning_bad_input(patched, tmp_path, args, message):
 
 def test_full_defaults_picks_another_device_kinds_settings(patched, tmp_path):
     args = ["eval", "--tasks", "toy", "--regimes", "full", "--k", "2", "--seeds", "13", "--templates", "cloze",
-            "--full-steps", "2"]
+            "--full-max-steps", "2"]
     runs = {}
     for kind in ("cpu", "cuda"):
         result = patched.invoke(cli, [*args, "--full-defaults", kind, "--out", str(tmp_path / kind)])
         assert result.exit_code == 0, result.output
-        runs[kind] = json.loads(next((tmp_path / kind).rglob("full_k2_seed13.json")).read_text())["hyperparameters"]
+        runs[kind] = json.loads(next((tmp_path / kind).rglob("full_k2_seed13.json")).read_text())["settings"]
     assert (runs["cpu"]["batch_size"], runs["cpu"]["eval_every"], runs["cpu"]["patience"]) == (8, 8, 2)
     assert (runs["cuda"]["batch_size"], runs["cuda"]["eval_every"], runs["cuda"]["patience"]) == (16, 20, 3)
     assert runs["cpu"]["max_steps"] == runs["cuda"]["max_steps"] == 2
+
+
+def test_changing_full_defaults_in_the_same_out_is_refused(patched, tmp_path):
+    """The hash covers the resolved settings, not what was typed: cpu and cuda defaults are two configurations."""
+    args = ["eval", "--tasks", "toy", "--regimes", "full", "--k", "2", "--seeds", "13", "--templates", "cloze",
+            "--limit", "3", "--out", str(tmp_path)]
+    first = patched.invoke(cli, [*args, "--full-defaults", "cpu"])
+    assert first.exit_code == 0, first.output
+    again = patched.invoke(cli, [*args, "--full-defaults", "cpu"])
+    assert "0 cells computed, 1 found on disk" in again.output
+    other = patched.invoke(cli, [*args, "--full-defaults", "cuda"])
+    assert other.exit_code == 2 and "holds a result of another configuration" in other.output
+
+
+def test_results_from_before_settings_were_hashed_are_refused_with_the_reason(patched, tmp_path):
+    args = ["eval", "--tasks", "toy", "--regimes", "zero-shot", "--templates", "cloze", "--limit", "3",
+            "--out", str(tmp_path)]
+    assert patched.invoke(cli, args).exit_code == 0
+    path = next(tmp_path.rglob("zero-shot_k0.json"))
+    old = json.loads(path.read_text())
+    del old["config"]["settings"]
+    old["config_hash"], old["harness"]["version"] = "0123456789abcdef", "0.1.0"
+    path.write_text(json.dumps(old))
+    result = patched.invoke(cli, args)
+    assert result.exit_code == 2 and "written by harness 0.1.0" in result.output
+
+
+def test_hash_covers_device_kind_and_dtype(patched, tmp_path, monkeypatch):
+    import torch
+
+    args = ["eval", "--tasks", "toy", "--regimes", "zero-shot", "--templates", "cloze", "--limit", "3",
+            "--out", str(tmp_path)]
+    assert patched.invoke(cli, args).exit_code == 0
+    config = json.loads(next(tmp_path.rglob("zero-shot_k0.json")).read_text())["config"]
+    assert (config["device"], config["dtype"]) == ("cpu", "float32")
+    monkeypatch.setattr(harness.models, "pick_device", lambda: ("cuda", torch.bfloat16))
+    result = patched.invoke(cli, args)
+    assert result.exit_code == 2 and "another configuration" in result.output

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from harness.errors import HarnessError
-from harness.results import Cell, prediction_row, read_result, summary_table, write_cell
-from harness.types import Prediction
+from harness.results import prediction_row, read_result, summary_table, write_cell
+from harness.types import ALL_K, Cell, CellResult, Cost, Prediction
 
 
 def test_cell_paths():
@@ -13,12 +13,14 @@ def test_cell_paths():
     assert str(json_path) == "runs/smollm2-135m/sst2/lmbff/few-shot_k16_seed13.json"
     assert jsonl_path.suffix == ".jsonl"
     assert Cell("sst2", "lmbff", "zero-shot", 0, None).stem == "zero-shot_k0"
+    assert Cell("sst2", "lmbff", "head", ALL_K, 13, "top2").stem == "head-top2_kall_seed13"
 
 
 def test_write_and_read_round_trip(tmp_path):
     preds = [Prediction("a", 1, (0.2, 0.8), (-2.0, -1.0), (-0.5, -0.25), n_demos=4),
              Prediction("b", 0, (0.6, 0.4), (-1.0, -1.4), (-0.2, -0.3))]
-    result = {"cell": {"task": "t"}, "metrics": {"accuracy": 1.0}, "n": 2}
+    result = CellResult(Cell("t", "a", "few-shot", 2, 13), metrics={"accuracy": 1.0}, n=2, cost=Cost(train_steps=3),
+                        details={"demo_ids": ["x"]}, provenance={"config_hash": "abc"})
     write_cell(tmp_path / "c.json", tmp_path / "c.jsonl", result, preds)
     assert read_result(tmp_path / "c.json") == result
     rows = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
@@ -33,9 +35,28 @@ def test_corrupt_result_is_a_one_line_error(tmp_path):
         read_result(tmp_path / "c.json")
 
 
+def test_old_result_files_read_demo_ids_as_train_ids_and_ignore_unknown_cost_keys():
+    raw = {"cell": {"task": "t", "template": "a", "regime": "head", "k": 4, "seed": 13, "variant": ""},
+           "status": "ok", "metrics": {"accuracy": 0.5}, "n": 2, "config_hash": "h", "demo_ids": ["a", "b"],
+           "hyperparameters": {"l2": 0.0}, "cost": {"train_steps": 5, "retired_key": 1}}
+    result = CellResult.from_json(raw)
+    assert result.train_ids == ["a", "b"] and result.cost.train_steps == 5 and result.config_hash == "h"
+    assert result.details["hyperparameters"] == {"l2": 0.0}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([1, 2], "not a harness result file"),
+    ({"cell": {"task": "t"}, "status": "failed"}, "malformed cell"),
+    ({"cell": {"task": "t", "template": "a", "regime": "head", "k": 4, "seed": 1}, "metrics": {}}, "partial result"),
+])
+def test_malformed_result_files_are_value_errors(raw, message):
+    with pytest.raises(ValueError, match=message):
+        CellResult.from_json(raw)
+
+
 def test_summary_table_mean_and_sample_std():
     def result(regime, seed, acc):
-        return {"cell": {"task": "t", "regime": regime, "k": 4, "seed": seed}, "metrics": {"accuracy": acc}, "n": 10}
+        return CellResult(Cell("t", "a", regime, 4, seed), metrics={"accuracy": acc}, n=10)
 
     table = summary_table([result("few-shot", 1, 0.5), result("few-shot", 2, 0.7), result("zero-shot", None, 0.4)],
                           metrics=("accuracy",))

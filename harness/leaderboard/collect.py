@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.regimes import REGISTRY, draws_examples, is_prompting
+from harness.types import CellResult
 
 KEY = ["model", "task", "template", "regime", "k", "seed"]  # regime = its label, variant included
 
@@ -55,38 +57,40 @@ def collect(run_dirs: Sequence[str | Path]) -> Collected:
 
 def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         problems.append(f"{path}: corrupt result file skipped ({type(exc).__name__})")
         return None
-    if not isinstance(result, dict) or "cell" not in result:
-        problems.append(f"{path}: not a harness result file, skipped")
+    try:
+        result = CellResult.from_json(raw)
+    except ValueError as exc:
+        problems.append(f"{path}: {exc}, skipped")
         return None
-    if result.get("status", "ok") != "ok":
-        problems.append(f"{path}: cell failed ({result.get('reason', 'no reason')}), left out")
+    if not result.ok:
+        problems.append(f"{path}: cell failed ({result.reason or 'no reason'}), left out")
         return None
-    missing = [k for k in ("metrics", "n", "config_hash", "cost") if k not in result]
-    if missing:
-        problems.append(f"{path}: partial result file (no {', '.join(missing)}), skipped")
+    cell, cost = result.cell, asdict(result.cost) if result.cost else {}
+    if cell.regime not in REGISTRY:
+        problems.append(f"{path}: regime '{cell.regime}' is unknown to this harness, left out")
         return None
-    cell, cost = result["cell"], result["cost"]
     predictions = path.with_suffix(".jsonl")
     if not predictions.is_file():  # published runs may keep them gzipped
         predictions = path.with_suffix(".jsonl.gz")
     if not predictions.is_file():
         problems.append(f"{path}: no per-example file beside it; calibration and significance leave it out")
-    label = f"{cell['regime']} ({cell['variant']})" if cell.get("variant") else cell["regime"]
+    provenance = result.provenance
     return {
-        "model": model_name(result.get("model")), "task": cell["task"], "template": cell["template"],
-        "regime": label, "base_regime": cell["regime"], "k": cell["k"], "seed": cell["seed"], "n": result["n"],
-        **{f"metric_{k}": v for k, v in result["metrics"].items()},
-        "dev_accuracy": (result.get("selection") or {}).get("dev_accuracy"),
-        **{f"cost_{k}": v for k, v in cost.items() if not isinstance(v, (dict, list))},
-        "config_hash": result["config_hash"], "created_at": result.get("created_at", ""),
-        "device": result.get("device"), "harness_version": (result.get("harness") or {}).get("version"),
-        "harness_commit": (result.get("harness") or {}).get("git_commit"),
-        "command": (result.get("invocation") or {}).get("command", ""),
-        "model_identity": json.dumps(result.get("model"), sort_keys=True),
+        "model": model_name(provenance.get("model")), "task": cell.task, "template": cell.template,
+        "regime": cell.label, "base_regime": cell.regime, "k": cell.k, "seed": cell.seed, "n": result.n,
+        "draws_examples": draws_examples(cell.regime), "prompting": is_prompting(cell.regime),
+        **{f"metric_{k}": v for k, v in result.metrics.items()},
+        "dev_accuracy": (result.details.get("selection") or {}).get("dev_accuracy"),
+        **{f"cost_{k}": v for k, v in cost.items()},
+        "config_hash": result.config_hash, "created_at": provenance.get("created_at", ""),
+        "device": provenance.get("device"), "harness_version": (provenance.get("harness") or {}).get("version"),
+        "harness_commit": (provenance.get("harness") or {}).get("git_commit"),
+        "command": (provenance.get("invocation") or {}).get("command", ""),
+        "model_identity": json.dumps(provenance.get("model"), sort_keys=True),
         "predictions": str(predictions) if predictions.is_file() else None, "path": str(path),
     }
 
@@ -103,7 +107,8 @@ def _dedup(cells: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
                 f"dropped {', '.join(group.iloc[:-1]['path'])}"
             )
         keep.append(group.iloc[-1])
-    return pd.DataFrame(keep).drop(columns="seed_key").reset_index(drop=True)
+    frame = pd.DataFrame(keep).drop(columns="seed_key").reset_index(drop=True)
+    return frame.astype({"draws_examples": bool, "prompting": bool})
 
 
 def load_predictions(path: str) -> pd.DataFrame:

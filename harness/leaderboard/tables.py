@@ -12,9 +12,7 @@ import pandas as pd
 from harness.leaderboard.collect import load_predictions
 from harness.leaderboard.stats import (PERMUTATIONS, SIGNIFICANCE, brier_score, expected_calibration_error,
                                        paired_p_value)
-
-ORDER = ("zero-shot", "few-shot", "head", "full")
-PROMPTING = ("zero-shot", "few-shot")
+from harness.regimes import in_context_reference, order_of
 
 
 @dataclass
@@ -29,8 +27,8 @@ class Table:
 
 
 def regime_order(label: str) -> tuple[int, str]:
-    base = label.split(" ")[0]
-    return (ORDER.index(base) if base in ORDER else len(ORDER), label)
+    """Registry order, then the label (variants after their regime)."""
+    return (order_of(label.split(" ")[0]), label)
 
 
 @lru_cache(maxsize=4096)
@@ -49,6 +47,7 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             chosen, rule = group, "mean"
         rows.append({
             "model": key[0], "task": key[1], "regime": key[2], "k": key[3], "seed": key[4],
+            "draws_examples": bool(group["draws_examples"].iloc[0]), "prompting": bool(group["prompting"].iloc[0]),
             "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
             "rule": rule, "predictions": [p for p in chosen["predictions"] if p], "n": int(chosen["n"].iloc[0]),
         })
@@ -77,7 +76,7 @@ def _p_text(p: float) -> str:
 def main_table(cells: pd.DataFrame, k: int) -> Table:
     """Regimes and baselines × tasks at the headline k: mean ± sample std over seeds, best bold, ties marked."""
     seeds = per_seed(cells)
-    at_k = seeds[(seeds["k"] == k) | (seeds["regime"] == "zero-shot")]
+    at_k = seeds[(seeds["k"] == k) | ~seeds["draws_examples"]]
     tasks = sorted(at_k["task"].unique())
     regimes = sorted(at_k["regime"].unique(), key=regime_order)
     stats_by = {(t, r): g for (t, r), g in at_k.groupby(["task", "regime"])}
@@ -163,15 +162,18 @@ def _random(cells: pd.DataFrame, task: str) -> float | None:
 
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
-    """task, regime, k, mean, std, seeds: accuracy against k (zero-shot repeated at every k as a line)."""
+    """task, regime, k, mean, std, seeds: accuracy against k (a regime that draws no examples, as zero-shot,
+    repeated at every k as a line)."""
     seeds = per_seed(cells)
     rows = []
     ks = {task: sorted(k for k in g["k"].unique() if k > 0) for task, g in seeds.groupby("task")}
     for (task, regime, k), g in seeds.groupby(["task", "regime", "k"]):
-        for kk in (ks[task] if regime == "zero-shot" else [k]):
+        draws, prompting = bool(g["draws_examples"].iloc[0]), bool(g["prompting"].iloc[0])
+        for kk in ([k] if draws else ks[task]):
             rows.append({"task": task, "regime": regime, "k": kk, "mean": g["accuracy"].mean(),
-                         "std": g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0, "seeds": len(g)})
-    return pd.DataFrame(rows, columns=["task", "regime", "k", "mean", "std", "seeds"])
+                         "std": g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0, "seeds": len(g),
+                         "draws_examples": draws, "prompting": prompting})
+    return pd.DataFrame(rows, columns=["task", "regime", "k", "mean", "std", "seeds", "draws_examples", "prompting"])
 
 
 def crossover_table(curves: pd.DataFrame) -> Table:
@@ -179,10 +181,10 @@ def crossover_table(curves: pd.DataFrame) -> Table:
     rows = []
     for task in sorted(curves["task"].unique()):
         c = curves[curves["task"] == task]
-        few = c[c["regime"] == "few-shot"].set_index("k")["mean"]
+        few = c[c["regime"] == in_context_reference()].set_index("k")["mean"]
         if len(few) < 2:
             continue
-        for regime in sorted(set(c["regime"]) - set(PROMPTING), key=regime_order):
+        for regime in sorted(set(c.loc[~c["prompting"], "regime"]), key=regime_order):
             mine = c[c["regime"] == regime].set_index("k")["mean"]
             ks = sorted(set(mine.index) & set(few.index))
             first = next((k for k in ks if mine[k] > few[k]), None)
@@ -194,7 +196,7 @@ def crossover_table(curves: pd.DataFrame) -> Table:
 
 def cost_table(cells: pd.DataFrame, k: int) -> Table:
     """Per regime at the headline k, averaged over tasks and cells."""
-    at_k = cells[(cells["k"] == k) | (cells["base_regime"] == "zero-shot")]
+    at_k = cells[(cells["k"] == k) | ~cells["draws_examples"]]
     rows = []
     for regime, g in sorted(at_k.groupby("regime"), key=lambda kv: regime_order(kv[0])):
         rows.append([(regime, False)] + [(text, False) for text in (
@@ -217,7 +219,7 @@ def cost_table(cells: pd.DataFrame, k: int) -> Table:
 def calibration_table(cells: pd.DataFrame, k: int) -> Table:
     """ECE and Brier per task × regime from the stored per-class probabilities."""
     seeds = per_seed(cells)
-    at_k = seeds[(seeds["k"] == k) | (seeds["regime"] == "zero-shot")]
+    at_k = seeds[(seeds["k"] == k) | ~seeds["draws_examples"]]
     rows = []
     for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         eces, briers = [], []
@@ -237,7 +239,7 @@ def calibration_table(cells: pd.DataFrame, k: int) -> Table:
 
 def template_table(cells: pd.DataFrame, k: int) -> Table:
     """Prompting regimes: spread across templates per task, and the dev-selected template's score."""
-    prompting = cells[cells["base_regime"].isin(PROMPTING) & ((cells["k"] == k) | (cells["base_regime"] == "zero-shot"))]
+    prompting = cells[cells["prompting"] & ((cells["k"] == k) | ~cells["draws_examples"])]
     seeds = per_seed(prompting)
     rows = []
     for (task, regime), g in sorted(prompting.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):

@@ -1,1 +1,56 @@
-"""One module per regime; each returns Predictions."""
+"""The regimes: an explicit registry of name -> regime, and the small Protocol each one meets.
+
+A regime owns everything about itself: its settings (a frozen dataclass resolved from the CLI options and the
+device: what the cell's config hash covers), whether it draws examples and needs a dev set, its variant
+name, how it runs one cell and what that cost. Nothing outside this package asks "is this `full`?"; it asks
+the regime. Importing this package never imports torch (the leaderboard reads it): regimes import their
+heavy code inside `run`.
+
+Adding a regime is one module here and one line in REGISTRY (plus its flags in cli.py).
+"""
+
+from __future__ import annotations
+
+from harness.errors import HarnessError
+from harness.regimes import full, head, prompting
+from harness.regimes.protocol import Regime
+
+
+# The order is the order of tables and of `harness eval`'s default --regimes.
+REGISTRY: dict[str, Regime] = {
+    "zero-shot": prompting.ZeroShot(),
+    "few-shot": prompting.FewShot(),
+    "head": head.Head(),
+    "full": full.Full(),
+}
+
+
+def get_regime(name: str) -> Regime:
+    """The registered regime called `name`; anything else is one line listing the registered ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise HarnessError(f"unknown regime '{name}' (known: {', '.join(REGISTRY)})") from None
+
+
+def regime_names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def order_of(name: str) -> int:
+    """Position in tables; regimes this version does not know go last."""
+    names = list(REGISTRY)
+    return names.index(name) if name in names else len(names)
+
+
+def is_prompting(name: str) -> bool:
+    return name in REGISTRY and REGISTRY[name].prompting
+
+
+def draws_examples(name: str) -> bool:
+    return name not in REGISTRY or REGISTRY[name].draws_examples
+
+
+def in_context_reference() -> str | None:
+    """The prompting regime that learns from the k examples in context (few-shot): fine-tuning's comparison."""
+    return next((n for n, r in REGISTRY.items() if r.prompting and r.draws_examples), None)

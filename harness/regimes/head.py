@@ -1,183 +1,91 @@
-"""`head`: frozen backbone, a new linear head on cached features; optionally the top N blocks trained too."""
+"""`head`: the backbone frozen, a new linear head trained on its features; optionally its top N blocks too.
+
+This module is the regime (settings, variant, cost); the training itself is in head_fit.py (torch).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
+import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping
 
-import torch
-from torch import nn
+from harness.backbone import block_parameters, decoder_parameters
+from harness.prompts import first_answer_tokens, render_splits
+from harness.regimes.options import HEAD_INITS, POOLINGS, check_at_least, check_choice, overlay
+from harness.regimes.protocol import Device, RegimeRun
+from harness.types import Cost, FitData, Template
 
-from harness.regimes.features import FeatureStore, backbone_of, swapped_top
-from harness.regimes.training import FitResult, LoopConfig, SequenceClassifier, train_loop
-
-HEAD_INITS = ("zero", "verbalizer")
+FEATURE_BYTES = 4  # the trained head (and top blocks) are kept in fp32
 
 
 @dataclass(frozen=True)
-class HeadConfig:
+class HeadSettings:
     """How `head` trains. With unfreeze_top = 0 only the linear head learns, on cached pooled features."""
 
-    unfreeze_top: int = 0  # top transformer blocks (and the final norm) trained with the head
-    pooling: str = "last"  # "last" non-pad token or "mean" over tokens
-    init: str = "zero"  # "verbalizer": rows of the LM head for each class's answer token (starts at zero-shot)
+    unfreeze_top: int = 0  # --unfreeze-top: top transformer blocks (and the final norm) trained with the head
+    pooling: str = "last"  # --pooling: "last" non-pad token or "mean" over tokens
+    head_init: str = "zero"  # --head-init "verbalizer": the LM head's rows of each class's answer token
+    max_tokens: int = 256  # --max-tokens: inputs are cut to this many tokens
     l2_grid: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)  # selected on dev (N = 0)
     steps: int = 300  # full-batch Adam steps on the features (N = 0)
     learning_rate: float = 1e-2  # N = 0
     top_learning_rates: tuple[float, ...] = (1e-4,)  # N > 0, selected on dev
     top_steps: int = 40  # N > 0
-    batch_size: int = 16
+    batch_size: int = 16  # --batch-size: feature extraction, and training batches when N > 0
 
 
-def init_weights(lm_head: nn.Module | None, answer_ids: Sequence[int] | None, dim: int, classes: int,
-                 init: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(classes, dim) weights and bias: zeros, or the LM head's rows for each class's first answer token."""
-    if init == "verbalizer" and lm_head is not None and answer_ids is not None:
-        return lm_head.weight[list(answer_ids)].detach().float().clone(), torch.zeros(classes)
-    return torch.zeros(classes, dim), torch.zeros(classes)
+class Head:
+    """A new classifier on the frozen backbone's last hidden state (or the top N blocks trained with it)."""
 
+    name = "head"
+    prompting = False
+    draws_examples = True
+    takes_all_k = True
 
-def fit_head(model: Any, store: FeatureStore, texts: dict[str, list[str]], labels: dict[str, list[int]],
-             classes: int, answer_ids: Sequence[int] | None, cfg: HeadConfig, seed: int,
-             progress: bool = False) -> FitResult:
-    """Train on texts['train'], select on texts['dev'], predict texts['test'] (whose labels are never read)."""
-    if cfg.unfreeze_top > 0:
-        return _fit_top(model, store, texts, labels, classes, answer_ids, cfg, seed, progress)
-    feats = {split: store.pooled(texts[split], cfg.pooling, cfg.batch_size, progress) for split in texts}
-    y = {split: torch.tensor(labels[split]) for split in ("train", "dev")}
-    weight0, bias0 = init_weights(model.get_output_embeddings(), answer_ids, feats["train"].shape[1], classes, cfg.init)
-    best = None
-    for l2 in cfg.l2_grid:
-        weight, bias = _train_linear(feats["train"], y["train"], weight0, bias0, l2, cfg, seed)
-        score = _score(feats["dev"] @ weight.T + bias, y["dev"])
-        if best is None or score > best[0]:
-            best = (score, l2, weight, bias)
-    score, l2, weight, bias = best
-    probs = torch.softmax(feats["test"] @ weight.T + bias, dim=-1)
-    return FitResult(
-        probs=probs.tolist(),
-        record={
-            "hyperparameters": {"l2": l2, "steps": cfg.steps, "learning_rate": cfg.learning_rate,
-                                "pooling": cfg.pooling, "init": cfg.init, "unfreeze_top": 0},
-            "selection": {"rule": "best dev accuracy, then dev loss, over the l2 grid", "grid": list(cfg.l2_grid),
-                          "dev_accuracy": score[0], "dev_loss": -score[1]},
-            "trainable_parameters": weight.numel() + bias.numel(),
-            "stored_bytes": (weight.numel() + bias.numel()) * 4,
-            "train_steps": cfg.steps * len(cfg.l2_grid),
-        },
-    )
+    def needs_dev(self, templates: int) -> bool:
+        return True  # selects the L2 penalty (or the learning rate and checkpoint)
 
+    def resolve(self, options: Mapping[str, Any], device: Device) -> HeadSettings:
+        settings = overlay(HeadSettings(), options, self.name)
+        check_choice("pooling", settings.pooling, POOLINGS)
+        check_choice("head init", settings.head_init, HEAD_INITS)
+        check_at_least("--unfreeze-top", settings.unfreeze_top, 0)
+        check_at_least("--batch-size", settings.batch_size, 1)
+        check_at_least("--max-tokens", settings.max_tokens, 8)
+        return settings
 
-def _train_linear(x: torch.Tensor, y: torch.Tensor, weight0: torch.Tensor, bias0: torch.Tensor, l2: float,
-                  cfg: HeadConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression by full-batch Adam (seconds on cached features)."""
-    torch.manual_seed(seed)
-    weight = weight0.clone().requires_grad_(True)
-    bias = bias0.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([weight, bias], lr=cfg.learning_rate)
-    for _ in range(cfg.steps):
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(x @ weight.T + bias, y) + l2 * weight.pow(2).sum()
-        loss.backward()
-        optimizer.step()
-    return weight.detach(), bias.detach()
+    def variant(self, settings: HeadSettings) -> str:
+        parts = [f"top{settings.unfreeze_top}"] if settings.unfreeze_top else []
+        if settings.pooling != "last":
+            parts.append(f"{settings.pooling}-pool")
+        if settings.head_init == "verbalizer":
+            parts.append("verbalizer-init")
+        return "-".join(parts)
 
+    def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: HeadSettings, seed: int,
+            progress: bool) -> RegimeRun:
+        from harness.regimes.head_fit import fit_head
 
-def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(accuracy, -loss): the selection key, higher is better."""
-    loss = nn.functional.cross_entropy(logits.float(), y).item()
-    accuracy = (logits.argmax(-1) == y).float().mean().item()
-    return accuracy, -loss if math.isfinite(loss) else -math.inf
-
-
-def _fit_top(model: Any, store: FeatureStore, texts: dict[str, list[str]], labels: dict[str, list[int]],
-             classes: int, answer_ids: Sequence[int] | None, cfg: HeadConfig, seed: int, progress: bool) -> FitResult:
-    """Top N blocks + final norm + head trained on the cached hidden states entering those blocks."""
-    n = cfg.unfreeze_top
-    backbone = backbone_of(model)
-    if n > len(backbone.layers):
-        from harness.errors import HarnessError
-
-        raise HarnessError(f"--unfreeze-top {n} exceeds the model's {len(backbone.layers)} blocks")
-    entering = {split: store.entering_top(texts[split], n, cfg.batch_size, progress) for split in texts}
-    device = model.device
-    best = None
-    for lr in cfg.top_learning_rates:
-        trained = nn.ModuleDict({"layers": copy.deepcopy(nn.ModuleList(backbone.layers[-n:])),
-                                 "norm": copy.deepcopy(backbone.norm)}).float()  # fp32 weights to train
-        weight, bias = init_weights(model.get_output_embeddings(), answer_ids, model.config.hidden_size, classes, cfg.init)
-        head = nn.Linear(weight.shape[1], classes).to(device)
-        with torch.no_grad():
-            head.weight.copy_(weight)
-            head.bias.copy_(bias)
-
-        def body(hidden: torch.Tensor, mask: torch.Tensor, trained=trained) -> torch.Tensor:
-            with swapped_top(backbone, trained["layers"], trained["norm"]):
-                return backbone(inputs_embeds=hidden, attention_mask=mask).last_hidden_state
-
-        classifier = SequenceClassifier(body, trained, head, cfg.pooling).to(device)
-        params = [p for p in classifier.parameters()]
-        for p in params:
-            p.requires_grad_(True)
-        batch = _hidden_batcher(entering, labels, device)
-        loop_cfg = LoopConfig(learning_rate=lr, max_steps=cfg.top_steps, batch_size=cfg.batch_size, seed=seed,
-                              eval_every=max(1, cfg.top_steps // 4))
-        y_dev = torch.tensor(labels["dev"], device=device)
-        dev_score = lambda: _score(_predict_hidden(classifier, entering["dev"], device, cfg.batch_size), y_dev)
-        result = train_loop(classifier, params, lambda rows: batch("train", rows), range(len(texts["train"])),
-                            [len(h) for h in entering["train"]], dev_score, loop_cfg, contextlib.nullcontext, progress)
-        if best is None or result.best_dev > best[0].best_dev:
-            best = (result, lr, classifier)
-    result, lr, classifier = best
-    classifier.load_state_dict(result.best_state, strict=False)
-    logits = _predict_hidden(classifier, entering["test"], device, cfg.batch_size)
-    trainable = sum(p.numel() for p in classifier.parameters())
-    return FitResult(
-        probs=torch.softmax(logits.float(), -1).tolist(),
-        record={
-            "hyperparameters": {"learning_rate": lr, "steps": cfg.top_steps, "pooling": cfg.pooling, "init": cfg.init,
-                                "unfreeze_top": n, "batch_size": cfg.batch_size},
-            "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning rates and evaluations",
-                          "grid": list(cfg.top_learning_rates), "best_step": result.best_step,
-                          "dev_accuracy": result.best_dev[0], "dev_loss": -result.best_dev[1],
-                          "history": result.history},
-            "trainable_parameters": trainable,
-            "stored_bytes": trainable * 4,
-            "train_steps": result.steps,
-            "trained_tokens": result.tokens,
-            "top_block_parameters": sum(p.numel() for p in classifier.modules_trained.parameters()),
-        },
-        trained=classifier,
-    )
-
-
-def _hidden_batcher(entering: dict[str, list[torch.Tensor]], labels: dict[str, list[int]], device: Any):
-    def make(split: str, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden, mask = _pad_hidden([entering[split][i] for i in rows], device)
-        return hidden, mask, torch.tensor([labels[split][i] for i in rows], device=device)
-
-    return make
-
-
-def _pad_hidden(states: list[torch.Tensor], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in states)
-    hidden = torch.zeros(len(states), width, states[0].shape[1], dtype=torch.float32)
-    mask = torch.zeros(len(states), width, dtype=torch.long)
-    for i, s in enumerate(states):
-        hidden[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-    return hidden.to(device), mask.to(device)
-
-
-@torch.no_grad()
-def _predict_hidden(classifier: SequenceClassifier, states: list[torch.Tensor], device: Any,
-                    batch_size: int) -> torch.Tensor:
-    """Logits for cached hidden states, in order."""
-    logits = []
-    for start in range(0, len(states), batch_size):
-        hidden, mask = _pad_hidden(states[start : start + batch_size], device)
-        logits.append(classifier(hidden, mask).float())
-    return torch.cat(logits)
+        texts, labels = render_splits(template, data)
+        tokens_before = features.tokens_run
+        started = time.perf_counter()
+        fit = fit_head(lm.model, features, texts, labels, len(data.label_names),
+                       first_answer_tokens(lm.tokenizer, template), settings, seed, progress)
+        seconds = time.perf_counter() - started
+        blocks = block_parameters(lm.model)
+        length = {split: sum(features.token_lengths(texts[split], settings.max_tokens)) for split in texts}
+        trained_tokens = fit.trained_tokens if fit.trained_tokens is not None else length["train"]
+        top = fit.top_block_parameters
+        cost = Cost(
+            trainable_parameters=fit.trainable_parameters, train_examples=len(data.train),
+            dev_examples=len(data.dev), train_steps=fit.train_steps, train_tokens=trained_tokens,
+            train_wall_time_s=round(seconds, 3),
+            # a frozen forward over train + dev inputs, then the trained part (top blocks) forward and backward
+            train_flops=2 * (blocks - top) * (length["train"] + length["dev"]) + 6 * top * trained_tokens,
+            feature_tokens_run=features.tokens_run - tokens_before,
+            inference_flops_per_example=2 * blocks * length["test"] / len(data.test),
+            stored_bytes_per_task=fit.trainable_parameters * FEATURE_BYTES,
+            total_parameters=decoder_parameters(lm.model) + len(data.label_names) * (lm.model.config.hidden_size + 1),
+        )
+        details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev]}
+        return RegimeRun(fit.predictions(data.test), cost, details)

@@ -3,15 +3,87 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from harness.backbone import block_parameters
 from harness.prompts import answers, render_demo, render_input, render_prefix
+from harness.regimes.options import NOT_HASHED, check_at_least, overlay
+from harness.regimes.protocol import Device, RegimeRun
 from harness.sampling import exclude_self
-from harness.scoring import ScoreRequest, ScoreStats, score_requests
-from harness.types import Example, Prediction, Template
+from harness.types import Cost, Example, FitData, Prediction, Template, TestInput
+
+if TYPE_CHECKING:
+    from harness.scoring import ScoreStats
 
 FIT_MARGIN = 8  # tokens: demos are counted one by one, the whole prompt may tokenize a little longer
+
+
+@dataclass(frozen=True)
+class PromptingSettings:
+    """How zero-shot and few-shot score. Nothing here changes a number: batching only packs work."""
+
+    batch_size: int = field(default=16, metadata=NOT_HASHED)  # prompts packed into one forward
+
+
+class _Prompting:
+    """Score each class's verbalizer after the rendered prompt; few-shot puts the k-per-class demos first."""
+
+    name = ""
+    prompting = True
+    draws_examples = True
+    takes_all_k = False  # a whole train split does not fit in a prompt
+
+    def needs_dev(self, templates: int) -> bool:
+        return templates > 1  # a dev score lets the leaderboard choose the template per seed
+
+    def resolve(self, options: Mapping[str, Any], device: Device) -> PromptingSettings:
+        settings = overlay(PromptingSettings(), options, self.name)
+        check_at_least("--batch-size", settings.batch_size, 1)
+        return settings
+
+    def variant(self, settings: PromptingSettings) -> str:
+        return ""
+
+    def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: PromptingSettings,
+            seed: int, progress: bool) -> RegimeRun:
+        demos = data.train if self.draws_examples else ()
+        run = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, data.test, demos,
+                                settings.batch_size, progress)
+        preds = run.predictions
+        classes = len(template.verbalizers)
+        details: dict[str, Any] = {}
+        if data.dev:  # scored with the same demos; only the leaderboard's choice of template reads it
+            dev = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, data.dev, demos,
+                                    settings.batch_size, False).predictions
+            golds = [e.label for e in data.dev]
+            details["selection"] = {"rule": "the leaderboard picks, per seed, the template with the best dev accuracy",
+                                    "dev_accuracy": sum(p.pred == g for p, g in zip(dev, golds)) / len(dev)}
+            details["dev_ids"] = [e.id for e in data.dev]
+        details.update(
+            effective_k={"requested": len(demos) // classes, "min": min(p.n_demos for p in preds) / classes,
+                         "mean": sum(p.n_demos for p in preds) / len(preds) / classes},
+            context={"max_length": lm.max_length,
+                     "examples_with_demos_dropped": sum(p.n_demos < len(demos) for p in preds),
+                     "examples_truncated_left": sum(p.truncated_tokens > 0 for p in preds)},
+            demo_ids=[e.id for e in demos], tokens_processed=run.stats.tokens, forward_passes=run.stats.forwards,
+        )
+        blocks = block_parameters(lm.model)
+        cost = Cost(
+            # what an uncached forward over the whole prompt, demos included, costs per test example
+            inference_flops_per_example=2 * blocks * sum(p.prompt_tokens for p in preds) / len(preds),
+            total_parameters=sum(p.numel() for p in lm.model.parameters()),
+        )
+        return RegimeRun(preds, cost, details)
+
+
+class ZeroShot(_Prompting):
+    name = "zero-shot"
+    draws_examples = False
+
+
+class FewShot(_Prompting):
+    name = "few-shot"
 
 
 @dataclass
@@ -19,12 +91,18 @@ class PromptingRun:
     """Predictions in input order, and what scoring them cost."""
 
     predictions: list[Prediction]
-    stats: ScoreStats
+    stats: "ScoreStats"
 
 
-def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Template, examples: Sequence[Example],
-                      demos: Sequence[Example], batch_size: int, progress: bool = False) -> PromptingRun:
-    """Zero-shot when `demos` is empty; few-shot otherwise, with the same demos (in the same order) for all."""
+def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Template,
+                      examples: Sequence[Example | TestInput], demos: Sequence[Example], batch_size: int,
+                      progress: bool = False) -> PromptingRun:
+    """Zero-shot when `demos` is empty; few-shot otherwise, with the same demos (in the same order) for all.
+
+    Predictions carry no gold label: the examples may be test inputs, whose labels a regime never holds.
+    """
+    from harness.scoring import ScoreRequest, ScoreStats, score_requests
+
     choices = tuple(answers(template))
     demos_per_example = fit_demos(tokenizer, max_length, template, examples, demos, choices)
     requests = [
@@ -36,7 +114,7 @@ def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Tem
     lengths = [len(c) for c in choices]
     predictions = [
         Prediction(
-            id=ex.id, gold=ex.label, probs=softmax(res.logliks), scores=res.logliks,
+            id=ex.id, gold=None, probs=softmax(res.logliks), scores=res.logliks,
             scores_norm=tuple(s / n for s, n in zip(res.logliks, lengths)),
             n_demos=len(kept), truncated_tokens=res.truncated_tokens, prompt_tokens=res.prompt_tokens,
         )
@@ -45,7 +123,7 @@ def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Tem
     return PromptingRun(predictions, stats)
 
 
-def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Sequence[Example],
+def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Sequence[Example | TestInput],
               demos: Sequence[Example], choices: Sequence[str]) -> list[tuple[Example, ...]]:
     """Each example's demos: its own row removed, then the earliest demos dropped until the prompt fits."""
     if not demos:

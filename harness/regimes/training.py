@@ -13,15 +13,23 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-POOLINGS = ("last", "mean")
+from harness.errors import CellFailed
+from harness.types import Prediction, TestInput
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(CellFailed):
     """The loss became NaN or infinite: the cell is recorded as failed with the step."""
 
     def __init__(self, step: int, loss: float):
-        super().__init__(f"loss became {loss} at step {step}")
-        self.step = step
+        super().__init__(f"loss became {loss} at step {step}", step)
+
+
+def init_weights(lm_head: nn.Module | None, answer_ids: Sequence[int] | None, dim: int, classes: int,
+                 init: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(classes, dim) weights and bias: zeros, or the LM head's rows for each class's first answer token."""
+    if init == "verbalizer" and lm_head is not None and answer_ids is not None:
+        return lm_head.weight[list(answer_ids)].detach().float().clone(), torch.zeros(classes)
+    return torch.zeros(classes, dim), torch.zeros(classes)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -71,8 +79,17 @@ class FitResult:
     """Per-class probabilities for each test input (in order), and what training chose and cost."""
 
     probs: list[list[float]]
-    record: dict[str, Any]
+    details: dict[str, Any]  # what the result file records: selection (chosen values, dev scores, history), ...
+    trainable_parameters: int
+    train_steps: int
+    trained_tokens: int | None = None  # None: each training input once (a head on cached features)
+    top_block_parameters: int = 0  # parameters of the blocks trained on cached inputs (head, N > 0)
+    bytes_per_parameter: int = 4  # of the trained weights, as a user would store them
     trained: nn.Module | None = None  # the trained modules (tests look at them; never written)
+
+    def predictions(self, test: Sequence[TestInput]) -> list[Prediction]:
+        """Predictions in test order, without gold labels (the runner joins them)."""
+        return [Prediction(id=x.id, gold=None, probs=tuple(p)) for x, p in zip(test, self.probs)]
 
 
 @dataclass

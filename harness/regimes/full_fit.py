@@ -1,0 +1,123 @@
+"""How `full` trains: a copy of the whole backbone and a new head, AdamW, best dev checkpoint per learning rate."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from harness.backbone import anatomy
+from harness.regimes.full import FullSettings
+from harness.regimes.training import (FitResult, LoopConfig, SequenceClassifier, init_weights,
+                                      length_grouped_batches, padding_fraction, train_loop)
+
+
+def fit_full(model: Any, tokenizer: Any, texts: dict[str, list[str]], labels: dict[str, list[int]], classes: int,
+             answer_ids: Sequence[int] | None, cfg: FullSettings, seed: int, progress: bool = False) -> FitResult:
+    """Train on texts['train'] for each learning rate, keep the best dev checkpoint, predict texts['test']."""
+    device = model.device
+    encoded = {split: _encode(tokenizer, texts[split], cfg.max_tokens) for split in texts}
+    pad = tokenizer.pad_token_id
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
+    y_dev = torch.tensor(labels["dev"], device=device)
+    best = None
+    for lr in cfg.learning_rates:
+        classifier = _build(model, answer_ids, classes, cfg)
+        params = [p for p in classifier.parameters() if p.requires_grad]
+
+        def make_batch(rows: list[int], split: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            ids, mask = _pad([encoded[split][i] for i in rows], pad, device)
+            return ids, mask, torch.tensor([labels[split][i] for i in rows], device=device)
+
+        def dev_score(classifier=classifier) -> tuple[float, float]:
+            logits = _predict(classifier, encoded["dev"], pad, device, cfg.batch_size, autocast)
+            loss = nn.functional.cross_entropy(logits, y_dev).item()
+            return (logits.argmax(-1) == y_dev).float().mean().item(), -loss
+
+        loop_cfg = LoopConfig(learning_rate=lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
+                              grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, eval_every=cfg.eval_every,
+                              patience=cfg.patience, seed=seed)
+        result = train_loop(classifier, params, make_batch, range(len(encoded["train"])),
+                            [len(ids) for ids in encoded["train"]], dev_score, loop_cfg, autocast, progress)
+        if best is None or result.best_dev > best[0].best_dev:
+            best = (result, lr, classifier)
+        else:
+            del classifier
+    result, lr, classifier = best
+    classifier.load_state_dict(result.best_state, strict=False)
+    logits = _predict(classifier, encoded["test"], pad, device, cfg.batch_size, autocast)
+    lengths = [len(ids) for ids in encoded["train"]]
+    total = sum(p.numel() for p in classifier.parameters())
+    return FitResult(
+        probs=torch.softmax(logits, -1).tolist(),
+        details={
+            "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning_rates and evaluations",
+                          "chosen": {"learning_rate": lr}, "best_step": result.best_step,
+                          "dev_accuracy": result.best_dev[0], "dev_loss": -result.best_dev[1],
+                          "history": result.history},
+            "train_step_seconds": round(result.step_seconds, 3),
+            "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
+            "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, cfg.batch_size, seed)),
+        },
+        trainable_parameters=total,
+        train_steps=result.steps,
+        trained_tokens=result.tokens,
+        bytes_per_parameter=next(classifier.parameters()).element_size(),
+        trained=classifier,
+    )
+
+
+def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: FullSettings) -> SequenceClassifier:
+    """A trainable copy of the backbone (the base model stays untouched) and a new head."""
+    backbone = copy.deepcopy(anatomy(model).decoder).float()  # fp32 master weights; bf16 only under autocast
+    backbone.train()
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    if cfg.gradient_checkpointing and hasattr(backbone, "gradient_checkpointing_enable"):
+        backbone.gradient_checkpointing_enable()
+    weight, bias = init_weights(model.get_output_embeddings(), answer_ids, model.config.hidden_size, classes,
+                                cfg.head_init)
+    head = nn.Linear(weight.shape[1], classes, dtype=torch.float32).to(model.device)
+    with torch.no_grad():
+        if cfg.head_init == "verbalizer":
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+        else:
+            head.weight.normal_(0.0, 0.02)
+            head.bias.zero_()
+
+    def body(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    return SequenceClassifier(body, backbone, head, cfg.pooling)
+
+
+def _encode(tokenizer: Any, texts: list[str], max_tokens: int) -> list[list[int]]:
+    return [list(ids) for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]]
+
+
+def _pad(rows: list[list[int]], pad: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    return ids, mask
+
+
+@torch.no_grad()
+def _predict(classifier: SequenceClassifier, encoded: list[list[int]], pad: int, device: Any, batch_size: int,
+             autocast: Any) -> torch.Tensor:
+    """Logits in input order; inputs are run sorted by length so batches carry little padding."""
+    was_training = classifier.training
+    classifier.eval()
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+    logits = torch.empty(len(encoded), classifier.head.out_features, device=device)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ids, mask = _pad([encoded[i] for i in rows], pad, device)
+        with autocast():
+            logits[rows] = classifier(ids, mask).float()
+    classifier.train(was_training)
+    return logits

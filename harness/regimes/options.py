@@ -1,0 +1,52 @@
+"""CLI options -> a regime's settings dataclass, one spelling from flag to JSON.
+
+A settings field `x` takes the option `x` (flag `--x`, shared by every regime that has the field) or, first,
+`<regime>_x` (flag `--<regime>-x`, that regime's alone). An option left unset (None) keeps the regime's default.
+Fields marked `field(metadata=NOT_HASHED)` change how fast a cell runs, not its numbers: they are recorded
+but left out of the config hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields, replace
+from typing import Any, Mapping, Sequence, TypeVar
+
+from harness.errors import HarnessError
+
+POOLINGS = ("last", "mean")  # hidden state of the last non-pad token, or the mean over tokens
+HEAD_INITS = ("zero", "verbalizer")  # a new head from zeros, or from the LM head's rows of the answer tokens
+NOT_HASHED = {"hashed": False}
+
+S = TypeVar("S")
+
+
+def overlay(defaults: S, options: Mapping[str, Any], regime: str) -> S:
+    """`defaults` with every option that names one of its fields and was given (lists become tuples)."""
+    prefix = regime.replace("-", "_") + "_"
+    given = {}
+    for f in fields(defaults):
+        value = options.get(prefix + f.name, options.get(f.name))
+        if value is not None:
+            given[f.name] = tuple(value) if isinstance(value, list) else value
+    return replace(defaults, **given)
+
+
+def as_json(settings: Any) -> dict[str, Any]:
+    """Every field of a settings dataclass, as the result file records it."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
+
+
+def hashed(settings: Any) -> dict[str, Any]:
+    """The fields of a settings dataclass that determine results (what the config hash covers)."""
+    kept = {f.name for f in fields(settings) if f.metadata.get("hashed", True)}
+    return {k: v for k, v in as_json(settings).items() if k in kept}
+
+
+def check_choice(flag: str, value: str, known: Sequence[str]) -> None:
+    if value not in known:
+        raise HarnessError(f"unknown {flag} '{value}' (known: {', '.join(known)})")
+
+
+def check_at_least(flag: str, value: float, low: float) -> None:
+    if value < low:
+        raise HarnessError(f"{flag} must be {low} or more, got {value}")

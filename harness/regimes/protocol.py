@@ -1,0 +1,47 @@
+"""What every regime is to the runner: a small Protocol (no base class), the device, and a regime's output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from harness.types import Cost, FitData, Prediction, Template
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where cells run: part of every cell's config hash, and what `by device` defaults depend on."""
+
+    kind: str  # "cpu" or "cuda"
+    dtype: str  # "float32", "bfloat16", ...
+
+
+@dataclass
+class RegimeRun:
+    """What a regime returns for one cell: predictions without gold labels, its cost, and what it recorded."""
+
+    predictions: list[Prediction]
+    cost: Cost
+    details: dict[str, Any] = field(default_factory=dict)  # settings, selection, train/demo/dev ids, ...
+
+
+class Regime(Protocol):
+    """One way of scoring the base model on a task."""
+
+    name: str  # the word in flags, file names, JSON and tables
+    prompting: bool  # scores the LM's own answers without training (few-shot is the learning curves' reference)
+    draws_examples: bool  # False: one cell per template, with no k and no seed (zero-shot)
+    takes_all_k: bool  # whether --k all (the whole train split, validation as dev) makes sense
+
+    def needs_dev(self, templates: int) -> bool:
+        """Whether a cell draws a dev set, given how many templates the run compares."""
+
+    def resolve(self, options: Mapping[str, Any], device: Device) -> Any:
+        """The frozen settings dataclass: CLI options over the device's defaults; bad values are HarnessError."""
+
+    def variant(self, settings: Any) -> str:
+        """A name for settings that change results ('' for the defaults): head's 'top2', 'mean-pool', ..."""
+
+    def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: Any, seed: int,
+            progress: bool) -> RegimeRun:
+        """Predict data.test (its labels are not there) after learning from data.train, selecting on data.dev."""
