@@ -62,7 +62,7 @@ def main(out: Path) -> None:
         data = str(ROOT / "tests" / "fixtures" / "data")  # the mirror layout: no datasets package needed
         result = CliRunner().invoke(cli, ["eval", "--tasks", "toy", "--model", tmp, "--k", "2", "--seeds", "13,21",
                                           "--data-dir", data,
-                                          "--unfreeze-top", "1", "--full-steps", "8", "--out", str(run_dir)])
+                                          "--unfreeze-top", "1", "--full-max-steps", "8", "--out", str(run_dir)])
         report["cli_seconds"] = time.perf_counter() - start
         report["cli_exit"] = result.exit_code
         report["cli_output"] = result.output[-3000:]

@@ -18,15 +18,19 @@ from pathlib import Path
 
 import torch
 
-from harness.cells import draw_for
+from harness.backbone import anatomy
+from harness.cells import draw_for, fit_data
 from harness.models import load_model
-from harness.prompts import load_template, render_input
-from harness.regimes.features import FeatureStore, backbone_of
-from harness.regimes.full import FullConfig, fit_full
-from harness.regimes.head import HeadConfig, fit_head
-from harness.results import Cell
+from harness.prompts import load_template, render_splits
+from harness.regimes import get_regime
+from harness.regimes.features import FeatureStore
+from harness.regimes.full import FullSettings
+from harness.regimes.full_fit import fit_full
+from harness.regimes.head import HeadSettings
+from harness.regimes.head_fit import fit_head
 from harness.sampling import select_test_subset
 from harness.tasks import load_examples, load_task
+from harness.types import Cell
 
 HERE = Path(__file__).resolve().parent
 MARK = "## Fine-tuning"
@@ -35,12 +39,10 @@ MARK = "## Fine-tuning"
 def cell_texts():
     task = load_task("bbc_news")
     template = load_template(task, "short")
-    draw = draw_for(Cell("bbc_news", "short", "full", 16, 13), load_examples(task, "train"), [], task)
+    draw = draw_for(Cell("bbc_news", "short", "full", 16, 13), get_regime("full"), 1, load_examples(task, "train"),
+                    [], task)
     test = select_test_subset(load_examples(task, "test"), 200)
-    texts = {"train": [render_input(template, e) for e in draw.train],
-             "dev": [render_input(template, e) for e in draw.dev],
-             "test": [render_input(template, e) for e in test]}
-    labels = {"train": [e.label for e in draw.train], "dev": [e.label for e in draw.dev]}
+    texts, labels = render_splits(template, fit_data(draw, test, task))
     return task, texts, labels
 
 
@@ -49,7 +51,7 @@ def plain_forward_seconds(lm, texts: list[str], batch_size: int) -> float:
     """One forward of the backbone over every input, length-sorted batches: the floor for `head`."""
     enc = lm.tokenizer(texts, truncation=True, max_length=256)["input_ids"]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]), reverse=True)
-    backbone = backbone_of(lm.model)
+    backbone = anatomy(lm.model).decoder
     start = time.perf_counter()
     for s in range(0, len(order), batch_size):
         rows = [enc[i] for i in order[s : s + batch_size]]
@@ -99,7 +101,7 @@ def full_rss_child(steps: int) -> None:
     """Run one `full` fit in this process and print its peak RSS (the model load included)."""
     lm = load_model("smollm2-135m")
     task, texts, labels = cell_texts()
-    fit_full(lm.model, lm.tokenizer, texts, labels, 5, None, FullConfig(max_steps=steps, eval_every=steps), 13)
+    fit_full(lm.model, lm.tokenizer, texts, labels, 5, None, FullSettings(max_steps=steps, eval_every=steps), 13)
     print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
@@ -115,20 +117,20 @@ def main() -> None:
     all_texts = texts["train"] + texts["dev"] + texts["test"]
     plain = plain_forward_seconds(lm, all_texts, 16)
     start = time.perf_counter()
-    fit_head(lm.model, FeatureStore(lm.model, lm.tokenizer, 256), texts, labels, 5, None, HeadConfig(), 13)
+    fit_head(lm.model, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, HeadSettings(), 13)
     head_s = time.perf_counter() - start
 
-    cfg = FullConfig(max_steps=args.steps, eval_every=args.steps)  # one dev check at the end
+    cfg = FullSettings(max_steps=args.steps, eval_every=args.steps)  # one dev check at the end
     start = time.perf_counter()
     fit = fit_full(lm.model, lm.tokenizer, texts, labels, 5, None, cfg, 13)
     full_s = time.perf_counter() - start
-    history = fit.record["selection"]["history"]
-    ours = fit.record["trained_tokens"] / fit.record["train_step_seconds"]  # training steps only, like the Trainer
+    history = fit.details["selection"]["history"]
+    ours = fit.trained_tokens / fit.details["train_step_seconds"]  # training steps only, like the Trainer
     theirs = trainer_tokens_per_second(lm, texts["train"], labels["train"], args.steps, cfg.batch_size)
     child = subprocess.run([sys.executable, __file__, "--rss-child", "--steps", str(args.steps)],
                            capture_output=True, text=True, check=True)
     rss = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
-    pad = fit.record["padding_fraction"]
+    pad = fit.details["padding_fraction"]
     lines = [
         MARK + " (`python bench/fine_tuning.py`)".replace("fine_tuning", "finetuning"), "",
         f"Same machine as above, with no other job running; bbc_news, template `short`, k = 16 per class, seed 13; "
@@ -143,7 +145,7 @@ def main() -> None:
         f"| (d) peak RSS of `full` (fresh process: model load + {args.steps} steps) | **{rss / 2**30:.2f} GiB** | — | — |",
         "",
         f"Both count non-pad training tokens over the time spent in training steps: `full`'s optimizer steps "
-        f"({fit.record['train_step_seconds']:.1f} s of a {full_s:.1f} s fit that also copies the model, checks dev "
+        f"({fit.details['train_step_seconds']:.1f} s of a {full_s:.1f} s fit that also copies the model, checks dev "
         f"and predicts the test set), the Trainer's `trainer.train()`. Dev history: {history}.",
         "",
     ]

@@ -92,7 +92,8 @@ def _count(module: Any) -> int:
 def top_blocks_only(parts: Anatomy, blocks: Any, final_norm: Any) -> Iterator[None]:
     """Let the decoder's own forward run `blocks` and `final_norm` only, on inputs_embeds that are hidden states.
 
-    Learned position embeddings (GPT-2) were already added to those hidden states, so they are zeroed here.
+    Learned position embeddings (GPT-2) were already added to those hidden states, so they are zeroed here;
+    per-block settings listed in the config (Gemma 3's layer_types) are cut to the same top blocks.
     """
     import torch
     from torch import nn
@@ -105,10 +106,17 @@ def top_blocks_only(parts: Anatomy, blocks: Any, final_norm: Any) -> Iterator[No
     if parts.names.position_embeddings:
         swaps[parts.names.position_embeddings] = _NoPositions()
     saved = {name: getattr(parts.decoder, name) for name in swaps}
+    config = parts.decoder.config
+    # Gemma 3 picks each block's attention (sliding or global) as config.layer_types[position in the loop]
+    layer_types = getattr(config, "layer_types", None)
     for name, module in swaps.items():
         setattr(parts.decoder, name, module)
+    if layer_types is not None:
+        config.layer_types = list(layer_types)[len(layer_types) - len(blocks):]
     try:
         yield
     finally:
         for name, module in saved.items():
             setattr(parts.decoder, name, module)
+        if layer_types is not None:
+            config.layer_types = layer_types

@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.models import LoadedModel
 from tiny import tiny_model, tiny_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Tiny models gain nothing from more threads, and CI shares two cores: the suite took 159 s under load with
+# torch's default threads and 36 s with one.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -160,8 +160,12 @@ def test_validate_reports_a_broken_template(runner, tmp_path, monkeypatch):
 
 
 def test_debug_shows_the_traceback(runner, tmp_path):
-    result = runner.invoke(cli, ["--debug", "eval", "--tasks", "nope", "--out", str(tmp_path)])
-    assert result.exit_code != 0 and result.exception is not None
+    from harness.errors import HarnessError
+
+    plain = runner.invoke(cli, ["eval", "--tasks", "nope", "--out", str(tmp_path)])
+    assert plain.exit_code == 2 and isinstance(plain.exception, SystemExit)  # one line, no exception escapes
+    debug = runner.invoke(cli, ["--debug", "eval", "--tasks", "nope", "--out", str(tmp_path)])
+    assert isinstance(debug.exception, HarnessError) and "unknown task 'nope'" in str(debug.exception)
 
 
 def test_several_templates_give_prompting_cells_a_dev_score(runner, tmp_path):

@@ -15,12 +15,18 @@ def test_missing_embedded_model_names_the_install_command(monkeypatch):
         models.locate_embedded_gguf()
 
 
-def test_cpu_gets_fp32():
+@pytest.mark.parametrize("cuda, bf16, expected", [
+    (False, False, ("cpu", "float32")),
+    (True, True, ("cuda", "bfloat16")),
+    (True, False, ("cuda", "float16")),
+])
+def test_device_and_dtype(monkeypatch, cuda, bf16, expected):
     import torch
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
     device, dtype = models.pick_device()
-    if not torch.cuda.is_available():
-        assert (device, dtype) == ("cpu", torch.float32)
+    assert (device, str(dtype).removeprefix("torch.")) == expected
 
 
 def test_local_folder_loads_with_a_content_hash(tmp_path, model, tokenizer):

@@ -1,10 +1,11 @@
-"""A tiny random Llama and a word-level tokenizer built in the test: no downloads."""
+"""Tiny random models (Llama, GPT-2, GPT-NeoX, Gemma 3) and a word-level tokenizer built in the test: no downloads."""
 
 from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
+                          GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast)
 
 WORDS = (
     "the a it was great terrible good bad movie film plot acting very not and of to is this that "
@@ -41,3 +42,25 @@ def tiny_model(vocab_size: int, layers: int = 2, seed: int = 0) -> LlamaForCausa
         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()
+
+
+def tiny_family_model(family: str, vocab_size: int, layers: int = 2, seed: int = 0):
+    """A 2-layer width-32 random model of a family backbone.py knows, in fp32."""
+    if family == "llama":
+        return tiny_model(vocab_size, layers, seed)
+    torch.manual_seed(seed)
+    ids = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    if family == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=layers, n_head=4, n_positions=256, **ids))
+    elif family == "gpt_neox":
+        model = GPTNeoXForCausalLM(GPTNeoXConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                                                 intermediate_size=64, max_position_embeddings=256, **ids))
+    elif family == "gemma3_text":  # sliding window shorter than the inputs, so local and global layers differ
+        model = Gemma3ForCausalLM(Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                                   max_position_embeddings=256, sliding_window=4,
+                                                   layer_types=["sliding_attention", "full_attention"][:layers],
+                                                   **ids))
+    else:
+        raise ValueError(family)
+    return model.eval()

@@ -57,7 +57,7 @@ class FeatureStore:
             width = max(len(encoded[i]) for i in rows)
             ids = torch.tensor([encoded[i] + [pad] * (width - len(encoded[i])) for i in rows], device=device)
             mask = torch.tensor([[1] * len(encoded[i]) + [0] * (width - len(encoded[i])) for i in rows], device=device)
-            out = parts.decoder(input_ids=ids, attention_mask=mask, output_hidden_states=top > 0)
+            out = parts.decoder(input_ids=ids, attention_mask=mask, output_hidden_states=top > 0, use_cache=False)
             hidden = out.last_hidden_state.float()
             self.tokens_run += int(mask.sum())
             for pooling in ("last", "mean"):

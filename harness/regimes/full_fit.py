@@ -90,7 +90,7 @@ def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: Full
             head.bias.zero_()
 
     def body(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        return backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
 
     return SequenceClassifier(body, backbone, head, cfg.pooling)
 

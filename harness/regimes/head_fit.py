@@ -90,7 +90,7 @@ def _fit_top(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
 
         def body(hidden: torch.Tensor, mask: torch.Tensor, trained=trained) -> torch.Tensor:
             with top_blocks_only(parts, trained["layers"], trained["norm"]):
-                return parts.decoder(inputs_embeds=hidden, attention_mask=mask).last_hidden_state
+                return parts.decoder(inputs_embeds=hidden, attention_mask=mask, use_cache=False).last_hidden_state
 
         classifier = SequenceClassifier(body, trained, head, cfg.pooling).to(device)
         params = [p for p in classifier.parameters()]
