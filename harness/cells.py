@@ -64,7 +64,7 @@ def run_cell(regime: Regime, settings: Any, lm: Any, features: Any, task: TaskSp
     predictions = [replace(p, gold=gold[p.id]) for p in run.predictions]
     cost = replace(
         run.cost,
-        trainable_parameters_percent=100 * run.cost.trainable_parameters / run.cost.total_parameters,
+        trainable_parameters_percent=100 * run.cost.trainable_parameters / (run.cost.total_parameters or 1),
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # process peak so far
         peak_cuda_bytes=torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
         block_parameters=block_parameters(lm.model),

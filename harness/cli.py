@@ -11,6 +11,7 @@ from typing import Any, Callable
 import click
 
 from harness.errors import HarnessError
+from harness.regimes import regime_names
 
 
 class _Group(click.Group):
@@ -99,7 +100,7 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
 @cli.command("eval")
 @click.option("--tasks", default="bbc_news", show_default=True, help="Comma-separated task names.")
 @click.option("--model", default="smollm2-135m", show_default=True, help="Alias, hub id or local folder of a causal LM.")
-@click.option("--regimes", default="zero-shot,few-shot,head,full", show_default=True, help="Comma-separated regimes.")
+@click.option("--regimes", default=",".join(regime_names()), show_default=True, help="Comma-separated regimes.")
 @click.option("--k", "k", default="16", show_default=True, callback=_k_list,
               help="Examples per class, comma-separated; 'all' = the whole train split (validation as dev).")
 @click.option("--seeds", default="13,21", show_default=True, callback=_int_list("--seeds"), help="Sampling seeds.")
@@ -115,10 +116,12 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
 @click.option("--unfreeze-top", default=None, type=int, help="head: also train the top N blocks [default: 0].")
 @click.option("--pooling", default=None, help="head/full: 'last' non-pad token or 'mean' [default: last].")
 @click.option("--head-init", default=None, help="head/full: 'zero', or 'verbalizer' rows [default: zero].")
-@click.option("--max-tokens", default=None, type=int, help="head/full: inputs are cut to this many tokens [default: 256].")
+@click.option("--max-tokens", default=None, type=int,
+              help="head/full: inputs are cut to this many tokens [default: 256].")
 @click.option("--full-learning-rates", default=None, callback=_float_list,
               help="full: learning-rate grid, selected on dev [default: by device].")
-@click.option("--full-max-steps", default=None, type=int, help="full: optimizer steps per learning rate [default: by device].")
+@click.option("--full-max-steps", default=None, type=int,
+              help="full: optimizer steps per learning rate [default: by device].")
 @click.option("--full-defaults", default=None, type=click.Choice(["cpu", "cuda"]),
               help="full: take this device kind's defaults (grid, steps, batch, dev cadence, patience) "
                    "[default: the device in use].")
@@ -215,7 +218,7 @@ def render_command(task_name: str, template: str | None, k: int, seed: int, inde
     example = test[index]
     demos = draw_kshot(load_examples(task, "train", data_dir), k, seed, task.label_names).train if k else ()
     click.echo(render_prefix(chosen, exclude_self(demos, example)) + render_input(chosen, example))
-    click.echo(f"--- the text above is scored as written (no final newline), followed by one answer per class")
+    click.echo("--- the text above is scored as written (no final newline), followed by one answer per class")
     click.echo(f"# template {chosen.name} ({chosen.path}); example {example.id}, gold '{task.label_names[example.label]}'")
     for label, answer in zip(task.label_names, answers(chosen)):
         click.echo(f"# {label}: {answer!r}")

@@ -152,7 +152,8 @@ def test_selection_never_sees_test_labels(patched, tmp_path, monkeypatch):
 
 def test_nan_loss_fails_the_cell_and_the_run_goes_on(patched, tmp_path):
     result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot,full", "--k", "2", "--seeds",
-                                  "13", "--templates", "cloze", "--full-learning-rates", "1e12", "--full-max-steps", "3",
+                                  "13", "--templates", "cloze", "--full-learning-rates", "1e12",
+                                  "--full-max-steps", "3",
                                   "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     failed = json.loads(next(tmp_path.rglob("full_k2_seed13.json")).read_text())

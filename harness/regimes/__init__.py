@@ -18,8 +18,8 @@ from harness.regimes.protocol import Regime
 
 # The order is the order of tables and of `harness eval`'s default --regimes.
 REGISTRY: dict[str, Regime] = {
-    "zero-shot": prompting.ZeroShot(),
-    "few-shot": prompting.FewShot(),
+    "zero-shot": prompting.ZERO_SHOT,
+    "few-shot": prompting.FEW_SHOT,
     "head": head.Head(),
     "full": full.Full(),
 }

@@ -26,13 +26,14 @@ class PromptingSettings:
     batch_size: int = field(default=16, metadata=NOT_HASHED)  # prompts packed into one forward
 
 
-class _Prompting:
+class Prompting:
     """Score each class's verbalizer after the rendered prompt; few-shot puts the k-per-class demos first."""
 
-    name = ""
     prompting = True
-    draws_examples = True
     takes_all_k = False  # a whole train split does not fit in a prompt
+
+    def __init__(self, name: str, draws_examples: bool):
+        self.name, self.draws_examples = name, draws_examples
 
     def needs_dev(self, templates: int) -> bool:
         return templates > 1  # a dev score lets the leaderboard choose the template per seed
@@ -47,7 +48,7 @@ class _Prompting:
 
     def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: PromptingSettings,
             seed: int, progress: bool) -> RegimeRun:
-        demos = data.train if self.draws_examples else ()
+        demos = data.train  # empty for zero-shot, which draws none
         run = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, data.test, demos,
                                 settings.batch_size, progress)
         preds = run.predictions
@@ -77,13 +78,8 @@ class _Prompting:
         return RegimeRun(preds, cost, details)
 
 
-class ZeroShot(_Prompting):
-    name = "zero-shot"
-    draws_examples = False
-
-
-class FewShot(_Prompting):
-    name = "few-shot"
+ZERO_SHOT = Prompting("zero-shot", draws_examples=False)
+FEW_SHOT = Prompting("few-shot", draws_examples=True)
 
 
 @dataclass
@@ -91,7 +87,7 @@ class PromptingRun:
     """Predictions in input order, and what scoring them cost."""
 
     predictions: list[Prediction]
-    stats: "ScoreStats"
+    stats: ScoreStats
 
 
 def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Template,
