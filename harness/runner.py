@@ -132,7 +132,21 @@ def _check_same_config(path: Path, existing: CellResult, resolved: dict[str, Any
         raise HarnessError(f"{path}: holds a result of another configuration (written by harness "
                            f"{(existing.provenance.get('harness') or {}).get('version', '?')}, which hashed the "
                            f"options as typed, not as resolved); use --overwrite or another --out")
-    raise HarnessError(f"{path}: holds a result of another configuration; use --overwrite or another --out")
+    changed = _differences(existing.provenance["config"], resolved["determining"])
+    raise HarnessError(f"{path}: holds a result of another configuration ({changed}); use --overwrite or another --out")
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
+    """'settings.max_steps 4 -> 5, device cuda -> cpu': what changed between two determining configs."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            inner = _differences(a, b, f"{prefix}{key}.")
+            changed += [inner] if inner else []
+        elif a != b:
+            changed.append(f"{prefix}{key} {a} -> {b}")
+    return ", ".join(changed)
 
 
 def _resolve(config: EvalConfig) -> _Plan:

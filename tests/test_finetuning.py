@@ -215,6 +215,7 @@ def test_changing_full_defaults_in_the_same_out_is_refused(patched, tmp_path):
     assert "0 cells computed, 1 found on disk" in again.output
     other = patched.invoke(cli, [*args, "--full-defaults", "cuda"])
     assert other.exit_code == 2 and "holds a result of another configuration" in other.output
+    assert "settings.learning_rates [4e-05] -> [1e-05, 2e-05, 5e-05]" in other.output
 
 
 def test_results_from_before_settings_were_hashed_are_refused_with_the_reason(patched, tmp_path):
