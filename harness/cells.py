@@ -86,6 +86,7 @@ def with_provenance(result: CellResult, lm: Any, task: TaskSpec, template: Templ
         "task_version": task.version,
         "template_sha256": template.sha256,
         "template_text": template.source,
+        "template_file": template.text,  # header included: verbalizers, delimiter, separator as scored
         "verbalizers": list(template.verbalizers),
         "model": lm.identity if lm is not None else None,
         "device": lm.device if lm is not None else None,

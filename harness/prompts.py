@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import jinja2
 import jinja2.meta
-import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from harness import catalog
 from harness.errors import HarnessError
-from harness.tasks import PROJECT_ROOT
+from harness.tasks import read_text, read_yaml
 from harness.types import Example, FitData, TaskSpec, Template, TestInput
 
-PROMPTS_DIR_ENV = "HARNESS_PROMPTS_DIR"
 _HEADER_KEYS: dict[str, type] = {"description": str, "verbalizers": dict, "delimiter": str, "separator": str}
 DEFAULT_DELIMITER = " "
 DEFAULT_SEPARATOR = "\n\n"
@@ -26,14 +24,9 @@ DEFAULT_SEPARATOR = "\n\n"
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
-def prompts_dir() -> Path:
-    """The folder of templates: $HARNESS_PROMPTS_DIR or the project's prompts/."""
-    return Path(os.environ.get(PROMPTS_DIR_ENV, PROJECT_ROOT / "prompts"))
-
-
 def list_templates(task: TaskSpec) -> list[str]:
-    """Names of every template file of a task."""
-    return sorted(p.stem for p in (prompts_dir() / task.name).glob("*.jinja"))
+    """Names of every template file of a task, in the user's prompt folders and the shipped one."""
+    return catalog.names("prompts", f"{task.name}/*.jinja")
 
 
 def select_templates(task: TaskSpec, choice: str | None) -> list[Template]:
@@ -45,19 +38,25 @@ def select_templates(task: TaskSpec, choice: str | None) -> list[Template]:
         names = available
     else:
         names = [n.strip() for n in choice.split(",") if n.strip()]
+        if not names:
+            raise HarnessError(f"--templates names no template (task '{task.name}' has: {', '.join(available)})")
     for name in names:
         if name not in available:
+            folders = ", ".join(str(f / task.name) for f in catalog.search_path("prompts"))
             raise HarnessError(
-                f"unknown template '{name}' for task '{task.name}' "
-                f"(in {prompts_dir() / task.name}: {', '.join(available) or 'none'})"
+                f"unknown template '{name}' for task '{task.name}' (in {folders}: {', '.join(available) or 'none'})"
             )
+    if len(set(names)) < len(names):
+        raise HarnessError(f"--templates names a template twice: {', '.join(names)}")
     return [load_template(task, n) for n in names]
 
 
 def load_template(task: TaskSpec, name: str) -> Template:
     """Read, parse and check one template against the task's fields and labels."""
-    path = prompts_dir() / task.name / f"{name}.jinja"
-    text = path.read_text(encoding="utf-8")
+    path = catalog.find_one("prompts", f"{task.name}/{name}.jinja")
+    if path is None:
+        raise HarnessError(f"unknown template '{name}' for task '{task.name}' (known: {', '.join(list_templates(task))})")
+    text = read_text(path)
     header, body = _split_header(path, text)
     try:
         parsed = _ENV.parse(body)
@@ -77,11 +76,18 @@ def load_template(task: TaskSpec, name: str) -> Template:
             f"{path}: 'verbalizers' must map each label of task '{task.name}' "
             f"({', '.join(task.label_names)}) to a non-empty word, got {verbalizers!r}"
         )
+    words = [verbalizers[label] for label in task.label_names]
+    for i, word in enumerate(words):
+        if word in words[:i]:
+            twins = [label for label in task.label_names if verbalizers[label] == word]
+            raise HarnessError(f"{path}: labels {' and '.join(twins)} share the verbalizer '{word}': the classes "
+                               "could not be told apart")
     return Template(
         name=path.stem,
         task=task.name,
         path=path,
         source=body,
+        text=text,
         description=header.get("description", ""),
         verbalizers=tuple(verbalizers[label] for label in task.label_names),
         delimiter=header.get("delimiter", DEFAULT_DELIMITER),
@@ -95,10 +101,7 @@ def _split_header(path: Path, text: str) -> tuple[dict, str]:
     if not text.startswith("{#") or "#}" not in text:
         raise HarnessError(f"{path}: a template starts with a '{{# ... #}}' header holding its verbalizers")
     raw_header, _, body = text[2:].partition("#}")
-    try:
-        header = yaml.safe_load(raw_header) or {}
-    except yaml.YAMLError as exc:
-        raise HarnessError(f"{path}: malformed YAML in the header ({getattr(exc, 'problem', exc)})") from exc
+    header = read_yaml(path, raw_header) or {}
     if not isinstance(header, dict):
         raise HarnessError(f"{path}: the header must be a YAML mapping")
     for key, value in header.items():
@@ -116,6 +119,12 @@ def render_input(template: Template, example: Example | TestInput) -> str:
         return _compile(template.source).render(**example.fields)
     except jinja2.UndefinedError as exc:
         raise HarnessError(f"{template.path}: {exc.message} in example {example.id}") from exc
+    except jinja2.exceptions.SecurityError as exc:
+        raise HarnessError(f"{template.path}: blocked by the sandbox ({exc}) in example {example.id}") from exc
+    except Exception as exc:  # a template is user code: any error while rendering is the template's
+        message = getattr(exc, "message", None) or str(exc)
+        raise HarnessError(f"{template.path}: fails while rendering example {example.id}: "
+                           f"{type(exc).__name__}: {message}") from exc
 
 
 @lru_cache(maxsize=256)

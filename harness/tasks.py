@@ -12,14 +12,13 @@ from typing import Any, Mapping
 
 import yaml
 
+from harness import catalog
 from harness.errors import HarnessError
 from harness.types import SPLITS, DatasetSpec, Example, TaskSpec
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
-TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
 
 # key -> (type, required). Every key has exactly one type.
 _TASK_KEYS: dict[str, tuple[type, bool]] = {
@@ -43,32 +42,56 @@ PACKAGE_SPLIT_SEED = 0
 PACKAGE_SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
 
-def tasks_dir() -> Path:
-    """The folder of task files: $HARNESS_TASKS_DIR or the project's tasks/."""
-    return Path(os.environ.get(TASKS_DIR_ENV, PROJECT_ROOT / "tasks"))
-
-
 def list_tasks() -> list[str]:
-    """Names of every task file."""
-    return sorted(p.stem for p in tasks_dir().glob("*.yaml"))
+    """Names of every task file in the user's task folders and the shipped one."""
+    return catalog.names("tasks", "*.yaml")
 
 
 def load_task(name: str) -> TaskSpec:
-    """Load and validate tasks/<name>.yaml."""
-    path = tasks_dir() / f"{name}.yaml"
-    if not path.is_file():
-        raise HarnessError(f"unknown task '{name}': no file {path} (known: {', '.join(list_tasks())})")
+    """Load and validate <name>.yaml from the task folders."""
+    path = catalog.find_one("tasks", f"{name}.yaml") if name else None
+    if path is None:
+        folders = ", ".join(map(str, catalog.search_path("tasks")))
+        raise HarnessError(f"unknown task '{name}': no {name}.yaml in {folders} (known: {', '.join(list_tasks())})")
     return parse_task_file(path)
 
 
-def parse_task_file(path: Path) -> TaskSpec:
-    """Parse one task YAML file, checking every key and type."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a task file or template header that repeats a key is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path, text: str) -> Any:
+    """YAML with unique keys; malformed text is one line naming the file and line."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise HarnessError(f"{path}:{where} malformed YAML ({getattr(exc, 'problem', exc)})") from exc
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; anything else is one line naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def parse_task_file(path: Path) -> TaskSpec:
+    """Parse one task YAML file, checking every key and type."""
+    raw = read_yaml(path, read_text(path))
     if not isinstance(raw, dict):
         raise HarnessError(f"{path}: a task file must be a mapping of keys")
     _check_keys(path, "", raw, {k: t for k, (t, _) in _TASK_KEYS.items()})
@@ -157,9 +180,8 @@ def load_examples(task: TaskSpec, split: str, data_dir: str | Path | None = None
     """Rows of one split as Examples; the mirror DIR/<task>/<split>.jsonl wins when it exists."""
     if split not in task.splits:
         raise HarnessError(f"{task.path}: task '{task.name}' has no split '{split}' in 'splits'")
-    mirror = resolve_data_dir(data_dir)
-    mirror_file = mirror / task.name / f"{split}.jsonl" if mirror else None
-    if mirror_file is not None and mirror_file.is_file():
+    mirror_file = _mirror_file(task, split, data_dir)
+    if mirror_file is not None:
         rows, source = _read_jsonl(mirror_file), str(mirror_file)
     elif task.dataset.package:
         rows, source = _read_package_split(task, split), f"package {task.dataset.package}"
@@ -172,13 +194,34 @@ def load_examples(task: TaskSpec, split: str, data_dir: str | Path | None = None
     return examples
 
 
-def _to_example(task: TaskSpec, split: str, index: int, row: Mapping[str, Any], source: str) -> Example:
-    row = {task.dataset.rename.get(k, k): v for k, v in row.items()}
+def _mirror_file(task: TaskSpec, split: str, data_dir: str | Path | None) -> Path | None:
+    """DIR/<task>/<split>.jsonl when a mirror is given and has it. A mirror that lacks a hub task's file is an
+    error naming it: the user asked for offline data, so the hub is not tried behind their back."""
+    mirror = resolve_data_dir(data_dir)
+    if mirror is None:
+        return None
+    if not mirror.is_dir():
+        raise HarnessError(f"data folder '{mirror}' (--data-dir or ${DATA_DIR_ENV}) does not exist")
+    path = mirror / task.name / f"{split}.jsonl"
+    if path.is_file():
+        return path
+    if (mirror / task.name).is_dir() or task.dataset.hub:
+        raise HarnessError(f"{path}: no such file (task '{task.name}', split '{split}', from the data folder "
+                           f"'{mirror}'); add it, or drop --data-dir to load '{task.dataset.hub or task.path}'")
+    return None  # a task with local or package files reads its own files
+
+
+def _to_example(task: TaskSpec, split: str, index: int, row: Any, source: str) -> Example:
     where = f"{source} row {index + 1}"
+    if not isinstance(row, Mapping):
+        raise HarnessError(f"{where}: a row must be a JSON object of fields, got {type(row).__name__}")
+    row = {task.dataset.rename.get(k, k): v for k, v in row.items()}
     fields = {}
     for name in task.input_fields:
         if name not in row:
             raise HarnessError(f"{where}: missing input field '{name}' (task {task.name})")
+        if not isinstance(row[name], (str, int, float)) or isinstance(row[name], bool):
+            raise HarnessError(f"{where}: input field '{name}' must be text, got {row[name]!r} (task {task.name})")
         fields[name] = str(row[name])
     label = row.get(task.label_field)
     if isinstance(label, bool):
@@ -194,14 +237,16 @@ def _to_example(task: TaskSpec, split: str, index: int, row: Mapping[str, Any], 
 def _read_jsonl(path: Path) -> list[dict]:
     # A JSONL file is one json.loads per line; datasets' json builder would add an Arrow cache for no gain.
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise HarnessError(f"{path}: line {number} must be one JSON object per line, got {type(row).__name__}")
+        rows.append(row)
     return rows
 
 
@@ -209,19 +254,38 @@ def _load_with_datasets(task: TaskSpec, split: str) -> list[dict]:
     import datasets
 
     spec = task.dataset
+    if spec.data_files:
+        return _read_local_split(task, split)
     try:
-        if spec.data_files:
-            files = {k: str((task.path.parent / v).resolve()) for k, v in spec.data_files.items()}
-            ds = datasets.load_dataset("json", data_files=files, split=task.splits[split])
-        else:
-            ds = datasets.load_dataset(spec.hub, spec.name, revision=spec.revision, split=task.splits[split])
+        ds = datasets.load_dataset(spec.hub, spec.name, revision=spec.revision, split=task.splits[split])
     except Exception as exc:  # datasets raises many types for offline / missing / bad split
         hint = f" (offline? use --data-dir DIR with {task.name}/{split}.jsonl, or ${DATA_DIR_ENV})"
         raise HarnessError(
-            f"task '{task.name}': cannot load dataset '{spec.hub or spec.data_files}' split "
+            f"task '{task.name}': cannot load dataset '{spec.hub}' split "
             f"'{task.splits[split]}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}"
         ) from exc
     return list(ds)
+
+
+def _read_local_split(task: TaskSpec, split: str) -> list[dict]:
+    """One split from the task's own data_files: that file alone, named as written and as resolved if missing."""
+    name = task.splits[split]
+    key, bracket, _ = name.partition("[")
+    written = task.dataset.data_files.get(key) if task.dataset.data_files else None
+    if written is None:
+        raise HarnessError(f"{task.path}: split '{split}' is '{name}', which 'dataset.data_files' lacks")
+    path = (task.path.parent / written).resolve()
+    if not path.is_file():
+        raise HarnessError(f"{task.path}: data file '{written}' of split '{split}' does not exist ({path})")
+    if path.suffix == ".jsonl" and not bracket:
+        return _read_jsonl(path)
+    import datasets
+
+    try:  # a slice ("train[:500]") or another format: datasets reads that one file
+        return list(datasets.load_dataset("json", data_files={key: str(path)}, split=name))
+    except Exception as exc:  # datasets raises many types for a bad file or slice
+        raise HarnessError(f"{path}: cannot read split '{name}': {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
 
 
 def package_root(distribution: str) -> Path:
@@ -274,9 +338,13 @@ def _text_row(path: Path, label: int) -> dict:
 
 
 def describe_splits(task: TaskSpec, data_dir: str | Path | None) -> dict[str, int | str]:
-    """Split sizes for `harness tasks`; an unreachable split shows why instead of a size."""
+    """Split sizes for `harness tasks`, from files on disk only: a hub split shows 'hub' (not downloaded), an
+    unreadable one 'unavailable'."""
     sizes: dict[str, int | str] = {}
     for split in task.splits:
+        if not has_offline_data(task, split, data_dir):
+            sizes[split] = f"hub ({task.dataset.hub})"
+            continue
         try:
             sizes[split] = len(load_examples(task, split, data_dir))
         except HarnessError as exc:

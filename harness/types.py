@@ -78,6 +78,7 @@ class Template:
     task: str
     path: Path
     source: str  # the Jinja body, i.e. what renders one example up to the answer
+    text: str  # the whole file, header included: what a result records
     description: str
     verbalizers: tuple[str, ...]  # one label word per label, in label order
     delimiter: str  # between the rendered input and the label word
@@ -165,7 +166,7 @@ class Cost:
 
 
 _CORE = ("cell", "status", "metrics", "n", "wall_time_s", "cost", "reason", "failed_step")
-_PROVENANCE = ("task_version", "template_sha256", "template_text", "verbalizers", "model", "device", "seeds",
+_PROVENANCE = ("task_version", "template_sha256", "template_text", "template_file", "verbalizers", "model", "device", "seeds",
                "harness", "config", "invocation", "config_hash", "created_at")
 
 

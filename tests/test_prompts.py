@@ -4,7 +4,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.prompts import answers, list_templates, load_template, render_demo, render_input, render_prefix, select_templates
-from harness.tasks import PROJECT_ROOT, load_examples, load_task, parse_task_file
+from harness.catalog import SOURCE_ROOT as PROJECT_ROOT
+from harness.tasks import load_examples, load_task, parse_task_file
 from harness.types import Example
 
 FIXTURES = Path(__file__).parent / "fixtures"
