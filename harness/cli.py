@@ -49,12 +49,27 @@ def _split_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _unique(flag: str, values: list[Any], raw: str) -> list[Any]:
+    """A list flag names something, and nothing twice (a seed given twice would be counted twice)."""
+    if not values:
+        raise click.BadParameter(f"{flag} names nothing, got '{raw}'")
+    twice = sorted({str(v) for v in values if values.count(v) > 1})
+    if twice:
+        raise click.BadParameter(f"{flag} names {', '.join(twice)} more than once, got '{raw}'")
+    return values
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    return _unique(f"--{param.name}", _split_list(value), value)
+
+
 def _int_list(name: str) -> Callable[[click.Context, click.Parameter, str], list[int]]:
     def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
         try:
-            return [int(v) for v in _split_list(value)]
+            values = [int(v) for v in _split_list(value)]
         except ValueError:
             raise click.BadParameter(f"{name} must be comma-separated integers, got '{value}'") from None
+        return _unique(name, values, value)
 
     return parse
 
@@ -68,7 +83,30 @@ def _k_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
         ks = []
     if not ks or any(k < 1 and k != ALL_K for k in ks):
         raise click.BadParameter(f"--k must be comma-separated positive integers or 'all', got '{value}'")
-    return ks
+    return _unique("--k", ks, value)
+
+
+def _folders(env: str) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], None]:
+    """--tasks-dir / --prompts-dir: put the folders in front of the search path that the library reads."""
+    import os
+
+    def add(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+        if value:
+            os.environ[env] = os.pathsep.join([*value, *filter(None, os.environ.get(env, "").split(os.pathsep))])
+
+    return add
+
+
+def folder_options(command: Callable) -> Callable:
+    """The task and template search path, for every command that reads tasks."""
+    from harness.catalog import PROMPTS_DIR_ENV, TASKS_DIR_ENV
+
+    command = click.option("--prompts-dir", multiple=True, expose_value=False, callback=_folders(PROMPTS_DIR_ENV),
+                           help=f"A folder of <task>/<name>.jinja templates, searched before the shipped ones "
+                                f"(repeatable; also ${PROMPTS_DIR_ENV}).")(command)
+    return click.option("--tasks-dir", multiple=True, expose_value=False, callback=_folders(TASKS_DIR_ENV),
+                        help=f"A folder of task YAML files, searched before the shipped ones (repeatable; also "
+                             f"${TASKS_DIR_ENV}).")(command)
 
 
 def _float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
@@ -98,9 +136,10 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
 
 
 @cli.command("eval")
-@click.option("--tasks", default="bbc_news", show_default=True, help="Comma-separated task names.")
+@click.option("--tasks", default="bbc_news", show_default=True, callback=_names, help="Comma-separated task names.")
 @click.option("--model", default="smollm2-135m", show_default=True, help="Alias, hub id or local folder of a causal LM.")
-@click.option("--regimes", default=",".join(regime_names()), show_default=True, help="Comma-separated regimes.")
+@click.option("--regimes", default=",".join(regime_names()), show_default=True, callback=_names,
+              help="Comma-separated regimes.")
 @click.option("--k", "k", default="16", show_default=True, callback=_k_list,
               help="Examples per class, comma-separated; 'all' = the whole train split (validation as dev).")
 @click.option("--seeds", default="13,21", show_default=True, callback=_int_list("--seeds"), help="Sampling seeds.")
@@ -127,15 +166,16 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
                    "[default: the device in use].")
 @click.option("--grad-accum", default=None, type=int, help="full: micro-batches per optimizer step [default: 1].")
 @click.option("--gradient-checkpointing", is_flag=True, default=None, help="full: trade compute for memory.")
-def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list[int], templates: str | None,
+@folder_options
+def eval_command(tasks: list[str], model: str, regimes: list[str], k: list[int], seeds: list[int], templates: str | None,
                  limit: int | None, data_dir: str | None, out: Path, overwrite: bool, trust_remote_code: bool,
                  **options: Any) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
-    from harness.results import summary_table, write_atomic
+    from harness.results import model_slug, read_run_folder, summary_table, write_atomic
     from harness.runner import EvalConfig, run_eval
 
     config = EvalConfig(
-        tasks=_split_list(tasks), model=model, regimes=_split_list(regimes), k=k, seeds=seeds, templates=templates,
+        tasks=tasks, model=model, regimes=regimes, k=k, seeds=seeds, templates=templates,
         limit=limit, data_dir=data_dir, out=out, overwrite=overwrite, trust_remote_code=trust_remote_code,
         options={name: options[name] for name in REGIME_OPTIONS if options[name] is not None},
         command=shlex.join(["harness", *sys.argv[1:]]),
@@ -145,17 +185,23 @@ def eval_command(tasks: str, model: str, regimes: str, k: list[int], seeds: list
         if how == "failed":
             click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: {result.reason}")
             return
+        if how == "busy":
+            click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: being computed by {result.reason}")
+            return
         acc = result.metrics.get("accuracy")
         click.echo(f"{how:>8}  {cell.task}/{cell.template}/{cell.stem}: accuracy {acc:.3f} "
                    f"(n={result.n}, {result.wall_time_s:.1f}s)")
 
     report = run_eval(config, on_cell=report_cell, progress=True)
-    table = summary_table(report.results)
+    # the summary covers every finished cell of this model in the run folder, not only this invocation's
+    table = summary_table(read_run_folder(out / model_slug(model)))
     baselines = "".join(f"majority baseline {task}: {acc:.3f}\n" for task, acc in report.majority.items())
     click.echo("\n" + table + baselines)
-    write_atomic(out / "summary.md", f"`{config.command}`\n\n{table}\n{baselines}")
+    write_atomic(out / "summary.md", f"Every finished cell under {out / model_slug(model)}; last command:\n"
+                                     f"`{config.command}`\n\n{table}\n{baselines}")
     failed = f", {report.failed} failed (see their result files)" if report.failed else ""
-    click.echo(f"{report.computed} cells computed, {report.skipped} found on disk{failed}; "
+    busy = f", {report.busy} being computed by another process (rerun later)" if report.busy else ""
+    click.echo(f"{report.computed} cells computed, {report.skipped} found on disk{failed}{busy}; "
                f"summary in {out / 'summary.md'}")
 
 
@@ -179,17 +225,32 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, headline_k: int, 
 
 @cli.command("tasks")
 @click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
+@folder_options
 def tasks_command(data_dir: str | None) -> None:
-    """List tasks with split sizes, labels and templates."""
+    """List tasks with split sizes (from files on disk; hub splits are not downloaded), labels and templates."""
+    from harness.catalog import search_path
     from harness.prompts import list_templates
     from harness.tasks import describe_splits, list_tasks, load_task
 
-    for name in list_tasks():
-        task = load_task(name)
-        sizes = ", ".join(f"{k} {v}" for k, v in describe_splits(task, data_dir).items())
+    names = list_tasks()
+    if not names:
+        raise HarnessError(f"no task files (*.yaml) in {', '.join(map(str, search_path('tasks')))}")
+    broken = 0
+    for name in names:
+        try:
+            task = load_task(name)
+            sizes = ", ".join(f"{k} {v}" for k, v in describe_splits(task, data_dir).items())
+            templates = ", ".join(list_templates(task))
+        except HarnessError as exc:
+            click.echo(f"FAILED {name}: {exc}")
+            broken += 1
+            continue
         click.echo(f"{name} (v{task.version}): {sizes}")
         click.echo(f"  labels: {', '.join(task.label_names)}")
-        click.echo(f"  templates: {', '.join(list_templates(task))} (default: {', '.join(task.templates)})")
+        click.echo(f"  templates: {templates} (default: {', '.join(task.templates)})")
+    if broken:
+        click.echo(f"{broken} task(s) failed to load", err=True)
+        sys.exit(1)
 
 
 @cli.group("prompts")
@@ -204,6 +265,7 @@ def prompts_group() -> None:
 @click.option("--seed", default=13, show_default=True, help="Seed of the demo draw.")
 @click.option("--index", default=0, show_default=True, type=click.IntRange(min=0), help="Test example index.")
 @click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
+@folder_options
 def render_command(task_name: str, template: str | None, k: int, seed: int, index: int, data_dir: str | None) -> None:
     """Print exactly the text that is scored, demos included, and the answers."""
     from harness.prompts import answers, render_input, render_prefix, select_templates
@@ -226,6 +288,7 @@ def render_command(task_name: str, template: str | None, k: int, seed: int, inde
 
 @cli.command("validate")
 @click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
+@folder_options
 def validate_command(data_dir: str | None) -> None:
     """Load every task and template and render one example of each."""
     from harness.validation import validate_all

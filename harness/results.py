@@ -8,9 +8,10 @@ import os
 import statistics
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from harness import __version__
 from harness.errors import HarnessError
@@ -75,35 +76,92 @@ def prediction_row(p: Prediction) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write through a temporary file in the same folder and rename it into place; an OS error (a file where a
+    folder should be, no permission, a full disk) is one line naming the path."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc} (files written before are kept)") from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def check_writable(folder: Path) -> None:
+    """Fail before any compute when results could not be written into `folder`."""
+    if folder.exists() and not folder.is_dir():
+        raise HarnessError(f"--out {folder}: is a file, not a folder")
+    probe = folder / ".harness-write-check"
+    write_atomic(probe, "")
+    probe.unlink(missing_ok=True)
+
+
+@contextmanager
+def cell_lock(json_path: Path) -> Iterator[int | None]:
+    """Hold `<cell>.lock` while a cell is computed: yields None when held here, else the pid holding it.
+
+    Two `harness eval` on one run folder then never compute the same cell twice or interleave its files; the lock
+    goes with the process (flock), so a killed run leaves nothing to clean up.
+    """
+    import fcntl
+
+    path = json_path.with_name(f".{json_path.stem}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            yield int(holder) if holder.isdigit() else -1
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield None
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_run_folder(folder: Path) -> list[CellResult]:
+    """Every readable result file under a run folder (unreadable ones are left to `harness leaderboard`)."""
+    results = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            results.append(read_result(path))
+        except HarnessError:
+            continue
+    return results
+
+
 def summary_table(results: Iterable[CellResult], metrics: Sequence[str] = ("accuracy", "macro_f1")) -> str:
-    """Markdown: task x regime, mean ± sample std over seeds and templates, with counts."""
+    """Markdown: one row per task x regime x k, mean ± sample std over seeds and templates, with counts."""
     from harness.regimes import order_of
 
-    groups: dict[tuple[str, str], list[CellResult]] = {}
+    groups: dict[tuple[str, str, int], list[CellResult]] = {}
     for result in results:
         if result.ok:
-            groups.setdefault((result.cell.task, result.cell.label), []).append(result)
+            groups.setdefault((result.cell.task, result.cell.label, result.cell.k), []).append(result)
     header = ["task", "regime", "k", *metrics, "cells", "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (task, label), cells in sorted(groups.items(),
-                                       key=lambda kv: (kv[0][0], order_of(kv[1][0].cell.regime), kv[0][1])):
-        ks = sorted({c.cell.k for c in cells})
+    def order(item: tuple[tuple[str, str, int], list[CellResult]]) -> tuple:
+        (task, label, k), cells = item
+        return task, order_of(cells[0].cell.regime), label, k == ALL_K, k  # k = all after the numbers
+
+    for (task, label, k), cells in sorted(groups.items(), key=order):
         values = [_mean_std([c.metrics.get(m) for c in cells]) for m in metrics]
         n = sorted({c.n for c in cells})
-        row = [task, label, ",".join("all" if k == ALL_K else str(k) for k in ks), *values, str(len(cells)),
-               ",".join(map(str, n))]
+        row = [task, label, "all" if k == ALL_K else str(k), *values, str(len(cells)), ",".join(map(str, n))]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.append("mean ± sample standard deviation over the cells (seeds × templates); n = test examples per cell.")

@@ -16,7 +16,8 @@ from harness.prompts import select_templates
 from harness.regimes import get_regime, regime_names
 from harness.regimes.options import as_json, hashed
 from harness.regimes.protocol import Device, Regime
-from harness.results import config_hash, model_slug, read_result, write_cell, write_result
+from harness.results import (cell_lock, check_writable, config_hash, model_slug, read_result, write_cell,
+                             write_result)
 from harness.sampling import select_test_subset
 from harness.tasks import load_examples, load_task
 from harness.types import ALL_K, Cell, CellResult, Example, TaskSpec, Template
@@ -58,6 +59,7 @@ class RunReport:
     computed: int = 0
     skipped: int = 0
     failed: int = 0
+    busy: int = 0  # being computed by another process on the same run folder
     majority: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,6 +90,7 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
     for d, cell in cells:  # fail on an impossible draw before any compute
         draw_for(cell, plan.regimes[cell.regime], len(d.templates), d.train, d.validation, d.task)
     report = RunReport(majority={d.task.name: _majority(d.test) for d in data})
+    check_writable(config.out)
     slug = model_slug(config.model)
     lm = features = None
     for d, cell in cells:
@@ -95,26 +98,41 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
         template = next(t for t in d.templates if t.name == cell.template)
         regime, settings = plan.regimes[cell.regime], plan.settings[cell.regime]
         resolved = _resolved_config(config, d, template, cell, plan)
-        if json_path.is_file() and not config.overwrite:
-            existing = read_result(json_path)
-            _check_same_config(json_path, existing, resolved)
-            if existing.ok:
+        existing = _finished(json_path, resolved, config.overwrite)
+        if existing is not None:
+            _report(report, on_cell, cell, existing, "skipped")
+            continue
+        with cell_lock(json_path) as holder:
+            if holder is not None:
+                _report(report, on_cell, cell, CellResult(cell, status="busy", reason=f"pid {holder}"), "busy")
+                continue
+            existing = _finished(json_path, resolved, config.overwrite)
+            if existing is not None:  # another process finished it between the first look and the lock
                 _report(report, on_cell, cell, existing, "skipped")
                 continue
-        if lm is None:
-            lm, features = _prepare(config)
-        draw = draw_for(cell, regime, len(d.templates), d.train, d.validation, d.task)
-        try:
-            result, predictions = run_cell(regime, settings, lm, features, d.task, template, cell, draw, d.test,
-                                           progress)
-        except CellFailed as exc:
-            failed = with_provenance(failed_result(cell, str(exc), exc.step), lm, d.task, template, resolved)
-            write_result(json_path, failed)
-            _report(report, on_cell, cell, failed, "failed")
-            continue
-        write_cell(json_path, jsonl_path, with_provenance(result, lm, d.task, template, resolved), predictions)
-        _report(report, on_cell, cell, result, "computed")
+            if lm is None:
+                lm, features = _prepare(config)
+            draw = draw_for(cell, regime, len(d.templates), d.train, d.validation, d.task)
+            try:
+                result, predictions = run_cell(regime, settings, lm, features, d.task, template, cell, draw,
+                                               d.test, progress)
+            except CellFailed as exc:
+                failed = with_provenance(failed_result(cell, str(exc), exc.step), lm, d.task, template, resolved)
+                write_result(json_path, failed)
+                _report(report, on_cell, cell, failed, "failed")
+                continue
+            write_cell(json_path, jsonl_path, with_provenance(result, lm, d.task, template, resolved), predictions)
+            _report(report, on_cell, cell, result, "computed")
     return report
+
+
+def _finished(path: Path, resolved: dict[str, Any], overwrite: bool) -> CellResult | None:
+    """The finished result of this configuration on disk, if any (another configuration is an error)."""
+    if overwrite or not path.is_file():
+        return None
+    existing = read_result(path)
+    _check_same_config(path, existing, resolved)
+    return existing if existing.ok else None
 
 
 def _report(report: RunReport, on_cell: Callable | None, cell: Cell, result: CellResult, how: str) -> None:

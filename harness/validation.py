@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+from harness.catalog import search_path
 from harness.errors import HarnessError
 from harness.prompts import answers, list_templates, load_template, render_input
 from harness.tasks import has_offline_data, list_tasks, load_examples, load_task
@@ -13,15 +14,19 @@ from harness.types import Example, TaskSpec
 
 def validate_all(data_dir: str | Path | None) -> Iterator[tuple[str, bool]]:
     """(message, ok) for every task and template; a failure does not stop the others."""
-    for name in list_tasks():
+    names = list_tasks()
+    if not names:
+        raise HarnessError(f"no task files (*.yaml) in {', '.join(map(str, search_path('tasks')))}")
+    for name in names:
         try:
             task = load_task(name)
+            example, source = _one_example(task, data_dir)
+            templates = list_templates(task)
         except HarnessError as exc:
             yield str(exc), False
             continue
-        example, source = _one_example(task, data_dir)
         yield f"task {name}: {len(task.label_names)} labels, example from {source}", True
-        for template_name in list_templates(task):
+        for template_name in templates:
             try:
                 template = load_template(task, template_name)
                 text = render_input(template, example)
@@ -31,7 +36,7 @@ def validate_all(data_dir: str | Path | None) -> Iterator[tuple[str, bool]]:
             except HarnessError as exc:
                 yield f"  {name}/{template_name}: {exc}", False
         for default in task.templates:
-            if default not in list_templates(task):
+            if default not in templates:
                 yield f"  {task.path}: default template '{default}' has no file", False
 
 
