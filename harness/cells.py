@@ -54,10 +54,10 @@ def run_cell(regime: Regime, settings: Any, lm: Any, features: Any, task: TaskSp
     try:
         run = regime.run(lm, features, template, fit_data(draw, test, task), settings,
                          cell.seed if cell.seed is not None else 0, progress)
-    except RuntimeError as exc:
-        if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
-            raise HarnessError(f"cell {cell.stem} ran out of memory: try a smaller --batch-size or "
-                               f"--grad-accum with a smaller batch (finished cells are kept)") from exc
+    except (RuntimeError, MemoryError) as exc:
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+            raise HarnessError(f"cell {cell.stem} ran out of memory: try a smaller --batch-size (full: or "
+                               f"--grad-accum with a smaller batch); finished cells are kept") from exc
         raise
     wall = time.perf_counter() - started
     gold = {e.id: e.label for e in test}

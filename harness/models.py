@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from harness.errors import HarnessError
 
@@ -125,14 +127,35 @@ def ensure_embedded_converted() -> tuple[Path, dict[str, Any]]:
     marker = folder / "harness-identity.json"
     if marker.is_file():
         return folder, json.loads(marker.read_text())
-    log.info("converting %s to safetensors in %s (once)", gguf, folder)
-    identity = {"source": "embedded", "id": EMBEDDED_ALIAS, "file": gguf.name, "sha256": _sha256_file(gguf)}
-    _convert_gguf(gguf, folder)
-    marker.write_text(json.dumps(identity, indent=2))
+    with _conversion_lock(folder):  # two first runs at once: one converts, the other waits and reuses it
+        if marker.is_file():
+            return folder, json.loads(marker.read_text())
+        log.info("converting %s to safetensors in %s (once)", gguf, folder)
+        identity = {"source": "embedded", "id": EMBEDDED_ALIAS, "file": gguf.name, "sha256": _sha256_file(gguf)}
+        _convert_gguf(gguf, folder, identity)
     return folder, identity
 
 
-def _convert_gguf(gguf: Path, folder: Path) -> None:
+@contextmanager
+def _conversion_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock beside the cache folder (flock: released when the process ends, however it ends)."""
+    import fcntl
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.with_name(folder.name + ".lock"), "a", encoding="utf-8")
+    except OSError as exc:
+        raise HarnessError(f"model cache {folder.parent}: cannot write ({exc.strerror or exc}); set {CACHE_ENV}") from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _convert_gguf(gguf: Path, folder: Path, identity: dict[str, Any]) -> None:
+    """Dequantize into a private temporary folder, check it, write its identity, then rename it into place."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -144,17 +167,21 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32, local_files_only=True)
-    expected, got = model.state_dict(), reloaded.state_dict()
-    mismatched = [k for k in expected if k not in got or not torch.equal(expected[k], got[k])]
-    if mismatched:
-        raise HarnessError(f"converted weights differ from the dequantized GGUF in {mismatched[:3]} (cache {tmp})")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32, local_files_only=True)
+        expected, got = model.state_dict(), reloaded.state_dict()
+        mismatched = [k for k in expected if k not in got or not torch.equal(expected[k], got[k])]
+        if mismatched:
+            raise HarnessError(f"converted weights differ from the dequantized GGUF in {mismatched[:3]}")
+        (tmp / "harness-identity.json").write_text(json.dumps(identity, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)  # a half-made folder from before locks existed
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def hash_weights(folder: Path) -> str:

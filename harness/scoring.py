@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from harness.errors import HarnessError
+
+# A packed row's mask (and each head's attention scores) has packed x (prefix + packed) entries: 2**24 keeps a
+# pack's mask at 64 MiB in fp32, where 16 unshared 8k-token prompts in one row would ask for 17 GB.
+PACK_ATTENTION_ELEMENTS = 2**24
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +78,28 @@ def score_requests(
         for prefix, members in groups.items():
             prefix_cache = _encode_prefix(model, prefix, stats)
             members.sort(key=lambda u: len(u.context), reverse=True)
-            for start in range(0, len(members), batch_size):
-                batch = members[start : start + batch_size]
+            for batch in _packs(members, len(prefix), batch_size):
                 _score_pack(model, len(prefix), prefix_cache, batch, stats)
                 bar.update(len(batch))
     bar.close()
     return _collect(requests, units)
+
+
+def _packs(units: list[_Unit], prefix_len: int, batch_size: int) -> Iterator[list[_Unit]]:
+    """Consecutive units, at most batch_size per pack and at most PACK_ATTENTION_ELEMENTS in its attention
+    mask (packed tokens x (prefix + packed tokens)); a unit too long for that goes alone."""
+    batch: list[_Unit] = []
+    packed = 0
+    for unit in units:
+        size = len(unit.context) + sum(len(c) - 1 for c in unit.continuations)
+        grown = packed + size
+        if batch and (len(batch) == batch_size or grown * (prefix_len + grown) > PACK_ATTENTION_ELEMENTS):
+            yield batch
+            batch, grown = [], size
+        batch.append(unit)
+        packed = grown
+    if batch:
+        yield batch
 
 
 def score_naive(model: Any, tokenizer: Any, requests: Sequence[ScoreRequest], max_length: int,
@@ -101,7 +121,7 @@ def score_naive(model: Any, tokenizer: Any, requests: Sequence[ScoreRequest], ma
 
 def tokenize_requests(tokenizer: Any, requests: Sequence[ScoreRequest], max_length: int) -> list[_Unit]:
     """Tokenize each prefix+context+continuation as one string, then split the ids at the character bounds."""
-    leading = _leading_special_ids(tokenizer)
+    leading = leading_special_ids(tokenizer)
     texts = [r.prefix + r.context + c for r in requests for c in r.continuations]
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     units: list[_Unit] = []
@@ -141,7 +161,7 @@ def _make_unit(request: int, choices: list[int], prefix: list[int], context: lis
     return _Unit(request, choices, tuple(prefix), list(context), continuations, truncated)
 
 
-def _leading_special_ids(tokenizer: Any) -> list[int]:
+def leading_special_ids(tokenizer: Any) -> list[int]:
     """Special tokens the tokenizer puts before any text (a BOS, say); trailing ones (EOS) are not wanted."""
     plain = tokenizer("a", add_special_tokens=False)["input_ids"]
     full = tokenizer("a", add_special_tokens=True)["input_ids"]

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from harness.errors import HarnessError
 from harness.leaderboard import plots, render, tables
 from harness.leaderboard.collect import collect
 from harness.results import write_atomic
@@ -25,6 +26,8 @@ class Built:
 def build(run_dirs: Sequence[str | Path], out: Path, headline_k: int = 16, group_by: str | None = None,
           notes: Path | None = None) -> Built:
     """Collect the cells, make every table and plot, and write them under `out`."""
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"--out {out}: is a file, not a folder")
     collected = collect(run_dirs)
     cells, problems = collected.cells, list(collected.problems)
     models = cells["model"].value_counts()

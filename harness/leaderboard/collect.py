@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -78,6 +79,8 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         predictions = path.with_suffix(".jsonl.gz")
     if not predictions.is_file():
         problems.append(f"{path}: no per-example file beside it; calibration and significance leave it out")
+    elif not _predictions_match(predictions, result.n, problems):
+        predictions = None
     provenance = result.provenance
     return {
         "model": model_name(provenance.get("model")), "task": cell.task, "template": cell.template,
@@ -91,7 +94,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "harness_commit": (provenance.get("harness") or {}).get("git_commit"),
         "command": (provenance.get("invocation") or {}).get("command", ""),
         "model_identity": json.dumps(provenance.get("model"), sort_keys=True),
-        "predictions": str(predictions) if predictions.is_file() else None, "path": str(path),
+        "predictions": str(predictions) if predictions and predictions.is_file() else None, "path": str(path),
     }
 
 
@@ -111,6 +114,23 @@ def _dedup(cells: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
     return frame.astype({"draws_examples": bool, "prompting": bool})
 
 
+def _predictions_match(path: Path, n: int, problems: list[str]) -> bool:
+    """The per-example file parses and holds one row per test example of the cell, with the columns read."""
+    try:
+        frame = load_predictions(str(path))
+    except (OSError, ValueError, EOFError) as exc:
+        problems.append(f"{path}: unreadable per-example file ({type(exc).__name__}); calibration and "
+                        "significance leave the cell out")
+        return False
+    missing = sorted({"id", "gold", "pred", "probs"} - set(frame.columns))
+    if missing or len(frame) != n:
+        what = f"lacks {', '.join(missing)}" if missing else f"holds {len(frame)} rows for n = {n}"
+        problems.append(f"{path}: {what}; calibration and significance leave the cell out")
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
 def load_predictions(path: str) -> pd.DataFrame:
-    """One cell's per-example rows: id, gold, pred, probs (plain or .gz)."""
+    """One cell's per-example rows: id, gold, pred, probs (plain or .gz); read once per process."""
     return pd.read_json(path, lines=True, compression="infer")

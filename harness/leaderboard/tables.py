@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -31,9 +30,7 @@ def regime_order(label: str) -> tuple[int, str]:
     return (order_of(label.split(" ")[0]), label)
 
 
-@lru_cache(maxsize=4096)
-def _predictions(path: str) -> pd.DataFrame:
-    return load_predictions(path)
+_predictions = load_predictions  # cached there: each file is read once, when collected
 
 
 def per_seed(cells: pd.DataFrame) -> pd.DataFrame:

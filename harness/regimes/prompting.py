@@ -16,7 +16,7 @@ from harness.types import Cost, Example, FitData, Prediction, Template, TestInpu
 if TYPE_CHECKING:
     from harness.scoring import ScoreStats
 
-FIT_MARGIN = 8  # tokens: demos are counted one by one, the whole prompt may tokenize a little longer
+VERIFY_MARGIN = 32  # tokens: prompts estimated this close to the limit are tokenized whole to be sure
 
 
 @dataclass(frozen=True)
@@ -121,22 +121,54 @@ def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Tem
 
 def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Sequence[Example | TestInput],
               demos: Sequence[Example], choices: Sequence[str]) -> list[tuple[Example, ...]]:
-    """Each example's demos: its own row removed, then the earliest demos dropped until the prompt fits."""
+    """Each example's demos: its own row removed, then the earliest demos dropped until the prompt fits.
+
+    Counted as the scorer tokenizes: the demos joined into one string (a demo tokenized alone ends in a
+    separator that merges differently, e.g. "\n\n" is one token at the end of a string and two before text),
+    and every prompt within VERIFY_MARGIN tokens of the limit tokenized whole, answers included.
+    """
     if not demos:
         return [() for _ in examples]
-    demo_texts = [render_demo(template, d) + template.separator for d in demos]
-    demo_tokens = dict(zip((d.id for d in demos), _count_tokens(tokenizer, demo_texts)))
-    context_tokens = _count_tokens(tokenizer, [render_input(template, ex) for ex in examples])
+    from harness.scoring import leading_special_ids
+
+    demo_tokens = _joined_demo_tokens(tokenizer, template, demos)
+    contexts = [render_input(template, ex) for ex in examples]
+    context_tokens = _count_tokens(tokenizer, contexts)
+    leading = len(leading_special_ids(tokenizer))  # a BOS the scorer puts first
     answer_tokens = max(_count_tokens(tokenizer, list(choices)))
     kept_per_example = []
-    for ex, n_context in zip(examples, context_tokens):
+    for ex, context, n_context in zip(examples, contexts, context_tokens):
         kept = list(exclude_self(demos, ex))
-        budget = max_length - n_context - answer_tokens - FIT_MARGIN
-        total = sum(demo_tokens[d.id] for d in kept)
-        while kept and total > budget:
+        total = leading + sum(demo_tokens[d.id] for d in kept) + n_context + answer_tokens
+        while kept and total > max_length:
             total -= demo_tokens[kept.pop(0).id]
+        if total > max_length - VERIFY_MARGIN:
+            while kept and leading + _prompt_tokens(tokenizer, template, kept, context, choices) > max_length:
+                kept.pop(0)
         kept_per_example.append(tuple(kept))
     return kept_per_example
+
+
+def _joined_demo_tokens(tokenizer: Any, template: Template, demos: Sequence[Example]) -> dict[str, int]:
+    """Per demo id, the tokens that start inside its text when all demos are tokenized as one prefix."""
+    pieces = [render_demo(template, d) + template.separator for d in demos]
+    offsets = tokenizer("".join(pieces), add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    starts = [start for start, _ in offsets]
+    counts, bound, position = {}, 0, 0
+    for demo, piece in zip(demos, pieces):
+        bound += len(piece)
+        first = position
+        while position < len(starts) and starts[position] < bound:
+            position += 1
+        counts[demo.id] = position - first
+    return counts
+
+
+def _prompt_tokens(tokenizer: Any, template: Template, demos: Sequence[Example], context: str,
+                   choices: Sequence[str]) -> int:
+    """Tokens of the whole prompt with its longest answer, tokenized as the scorer does."""
+    prefix = render_prefix(template, demos) + context
+    return max(_count_tokens(tokenizer, [prefix + choice for choice in choices]))
 
 
 def _count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
