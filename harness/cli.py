@@ -23,7 +23,7 @@ class _Group(click.Group):
         except HarnessError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)  # one line, whatever the message
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished cells are kept on disk; rerun to continue", err=True)
@@ -78,10 +78,11 @@ def _k_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
     from harness.types import ALL_K
 
     try:
-        ks = [ALL_K if v == "all" else int(v) for v in _split_list(value)]
+        given = [None if v == "all" else int(v) for v in _split_list(value)]
     except ValueError:
-        ks = []
-    if not ks or any(k < 1 and k != ALL_K for k in ks):
+        given = []
+    ks = [ALL_K if k is None else k for k in given]
+    if not ks or any(k is not None and k < 1 for k in given):
         raise click.BadParameter(f"--k must be comma-separated positive integers or 'all', got '{value}'")
     return _unique("--k", ks, value)
 

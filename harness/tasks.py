@@ -76,7 +76,8 @@ def read_yaml(path: Path, text: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise HarnessError(f"{path}:{where} malformed YAML ({getattr(exc, 'problem', exc)})") from exc
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise HarnessError(f"{path}:{where} malformed YAML ({problem})") from exc
 
 
 def read_text(path: Path) -> str:

@@ -224,6 +224,16 @@ class CellResult:
             cell = Cell(**raw["cell"])
         except TypeError as exc:
             raise ValueError(f"malformed cell ({exc})") from None
+        texts = (cell.task, cell.template, cell.regime, cell.variant)
+        numbers = (cell.k, 0 if cell.seed is None else cell.seed)
+        if not all(isinstance(t, str) for t in texts) or not all(type(n) is int for n in numbers):
+            raise ValueError(f"malformed cell ({raw['cell']!r})")
+        if status == "ok":
+            _check_numbers("n", {"n": raw["n"]}, allow_none=False)
+            _check_numbers("metrics", raw["metrics"])
+            _check_numbers("cost", {k: v for k, v in raw["cost"].items() if k in {f.name for f in fields(Cost)}})
+            if not isinstance(raw["config_hash"], str):
+                raise ValueError(f"malformed result file (config_hash = {raw['config_hash']!r})")
         return cls(
             cell=cell, status=status, metrics=raw.get("metrics") or {}, n=raw.get("n", 0),
             wall_time_s=raw.get("wall_time_s", 0.0),
@@ -232,3 +242,11 @@ class CellResult:
             provenance={k: raw[k] for k in _PROVENANCE if k in raw},
             reason=raw.get("reason"), failed_step=raw.get("failed_step"),
         )
+
+
+def _check_numbers(what: str, values: Mapping[str, Any], allow_none: bool = True) -> None:
+    """Numbers where a result file must hold numbers (None where a value may be missing, as peak_cuda_bytes)."""
+    for key, value in values.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number or (allow_none and value is None)):
+            raise ValueError(f"malformed result file ({what}: {key} = {value!r} is not a number)")

@@ -1,9 +1,11 @@
 import math
 
-from harness.prompts import load_template
+from harness.prompts import answers, load_template, render_demo, render_input, render_prefix
 from harness.regimes.prompting import fit_demos, predict_prompting
 from harness.sampling import draw_kshot
+from harness.scoring import ScoreRequest, tokenize_requests
 from harness.tasks import load_examples, load_task
+from tiny import tiny_tokenizer
 
 
 def test_zero_and_few_shot_predictions(toy_env, model, tokenizer):
@@ -41,3 +43,28 @@ def test_demos_are_dropped_to_fit_and_counted(toy_env, model, tokenizer):
     assert all(p.n_demos < len(demos) for p in run.predictions)
     roomy = predict_prompting(model, tokenizer, 256, template, test, demos, batch_size=2)
     assert all(p.n_demos == len(demos) for p in roomy.predictions)
+
+
+def test_demos_are_fitted_exactly_as_the_scorer_tokenizes(toy_env):
+    """Counting demos one by one undercounts a token per demo here ("\n\n" merges only at the end of a text);
+    the old count cut every prompt from the left and lost the shared prefix. Fit exactly: never cut, never
+    drop a demo that would have fitted."""
+    tokenizer = tiny_tokenizer(merge_newlines=True)
+    task = load_task("toy")
+    template = load_template(task, "cloze")
+    train, test = load_examples(task, "train"), load_examples(task, "test")[:6]
+    demos = draw_kshot(train, 8, 13, task.label_names).train
+    alone = sum(len(tokenizer(render_demo(template, d) + template.separator)["input_ids"]) for d in demos)
+    joined = len(tokenizer(render_prefix(template, demos))["input_ids"])
+    assert joined - alone == len(demos) - 1  # the case: a token more per demo when another follows it
+    choices = tuple(answers(template))
+    for max_length in (60, 90, 130):
+        kept = fit_demos(tokenizer, max_length, template, test, demos, choices)
+        units = tokenize_requests(tokenizer, [ScoreRequest(render_prefix(template, k), render_input(template, e),
+                                                           choices) for e, k in zip(test, kept)], max_length)
+        assert all(u.truncated == 0 for u in units)
+        for example, k in zip(test, kept):
+            assert 0 < len(k) < len(demos)
+            more = demos[len(demos) - len(k) - 1:]  # the latest demos, one more than kept
+            request = ScoreRequest(render_prefix(template, more), render_input(template, example), choices)
+            assert tokenize_requests(tokenizer, [request], max_length)[0].truncated > 0

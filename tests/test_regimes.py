@@ -154,6 +154,8 @@ def test_one_spelling_from_flag_to_json(runner, tmp_path):
     assert cell["config"]["settings"]["learning_rates"] == [1e-3, 2e-3]
     assert cell["selection"]["chosen"]["learning_rate"] in (1e-3, 2e-3)
     assert cell["invocation"]["options"]["full_learning_rates"] == [1e-3, 2e-3]
+    template = (Path(__file__).parent / "fixtures" / "prompts" / "toy" / "cloze.jinja").read_text()
+    assert cell["template_file"] == template and "verbalizers:" in cell["template_file"]  # the header too
 
 
 def test_nothing_outside_regimes_decides_by_a_regime_name():

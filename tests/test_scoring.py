@@ -64,3 +64,23 @@ def test_too_long_prompt_is_cut_from_the_left_and_reported(model, tokenizer):
     naive = score_naive(model, tokenizer, [request], 12)
     assert fast[0].truncated_tokens == full - 12 > 0
     assert _max_gap(fast, naive) < 1e-4
+
+
+def test_packs_are_bounded_by_their_attention_size(model, tokenizer, monkeypatch):
+    """Sixteen long prompts without a shared prefix once went into one row with a 131k x 131k mask."""
+    import harness.scoring as scoring
+
+    requests = [ScoreRequest("", " ".join(["the movie was very good"] * (4 + i)), (" great", " bad")) for i in range(6)]
+    packed = []
+    original = scoring._score_pack
+
+    def spy(model_, prefix_len, cache, batch, stats):
+        size = sum(len(u.context) + sum(len(c) - 1 for c in u.continuations) for u in batch)
+        packed.append((len(batch), size * (prefix_len + size)))
+        return original(model_, prefix_len, cache, batch, stats)
+
+    monkeypatch.setattr(scoring, "_score_pack", spy)
+    monkeypatch.setattr(scoring, "PACK_ATTENTION_ELEMENTS", 60 * 60)
+    fast = score_requests(model, tokenizer, requests, 16, 256)
+    assert len(packed) > 1 and all(elements <= 60 * 60 or n == 1 for n, elements in packed)
+    assert _max_gap(fast, score_naive(model, tokenizer, requests, 256)) < 1e-4

@@ -14,8 +14,11 @@ WORDS = (
 ).split()
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE over a small vocabulary: offsets work, unknown words split into bytes."""
+def tiny_tokenizer(merge_newlines: bool = False) -> PreTrainedTokenizerFast:
+    """Byte-level BPE over a small vocabulary: offsets work, unknown words split into bytes.
+
+    merge_newlines: "\n\n" is one token at the end of a text and two before a word, as in SmolLM2's tokenizer.
+    """
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
     for ch in alphabet:
@@ -27,6 +30,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
             if piece not in vocab:
                 merges.append((token[: i - 1], token[i - 1]))
                 vocab[piece] = len(vocab)
+    if merge_newlines:
+        vocab["ĊĊ"] = len(vocab)
+        merges.append(("Ċ", "Ċ"))
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -94,6 +94,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "harness_commit": (provenance.get("harness") or {}).get("git_commit"),
         "command": (provenance.get("invocation") or {}).get("command", ""),
         "model_identity": json.dumps(provenance.get("model"), sort_keys=True),
+        # a path, or None: calibration and significance leave the cell out (pandas may turn None into NaN)
         "predictions": str(predictions) if predictions and predictions.is_file() else None, "path": str(path),
     }
 

@@ -46,7 +46,7 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             "model": key[0], "task": key[1], "regime": key[2], "k": key[3], "seed": key[4],
             "draws_examples": bool(group["draws_examples"].iloc[0]), "prompting": bool(group["prompting"].iloc[0]),
             "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
-            "rule": rule, "predictions": [p for p in chosen["predictions"] if p], "n": int(chosen["n"].iloc[0]),
+            "rule": rule, "predictions": [p for p in chosen["predictions"] if isinstance(p, str)], "n": int(chosen["n"].iloc[0]),
         })
     return pd.DataFrame(rows)
 
@@ -144,7 +144,7 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame) -> float | None:
 
 
 def _majority(cells: pd.DataFrame, task: str) -> float | None:
-    paths = [p for p in cells[cells["task"] == task]["predictions"] if p]
+    paths = [p for p in cells[cells["task"] == task]["predictions"] if isinstance(p, str)]
     if not paths:
         return None
     gold = _predictions(paths[0])["gold"]
@@ -152,7 +152,7 @@ def _majority(cells: pd.DataFrame, task: str) -> float | None:
 
 
 def _random(cells: pd.DataFrame, task: str) -> float | None:
-    paths = [p for p in cells[cells["task"] == task]["predictions"] if p]
+    paths = [p for p in cells[cells["task"] == task]["predictions"] if isinstance(p, str)]
     if not paths:
         return None
     return 1.0 / len(_predictions(paths[0])["probs"].iloc[0])
