@@ -168,6 +168,7 @@ def _convert_gguf(gguf: Path, folder: Path, identity: dict[str, Any]) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache folder it becomes is not
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
