@@ -39,8 +39,8 @@ MARK = "## Fine-tuning"
 def cell_texts():
     task = load_task("bbc_news")
     template = load_template(task, "short")
-    draw = draw_for(Cell("bbc_news", "short", "full", 16, 13), get_regime("full"), 1, load_examples(task, "train"),
-                    [], task)
+    draw = draw_for(Cell("bbc_news", "short", "full", 16, 13), get_regime("full"), FullSettings(), 1,
+                    load_examples(task, "train"), [], task)
     test = select_test_subset(load_examples(task, "test"), 200)
     texts, labels = render_splits(template, fit_data(draw, test, task))
     return task, texts, labels

@@ -19,13 +19,13 @@ from harness.types import ALL_K, Cell, CellResult, Example, FitData, Prediction,
 ZERO_SHOT_DEV_K, ZERO_SHOT_DEV_SEED = 16, 0  # a regime that draws nothing: its dev set for choosing a template
 
 
-def draw_for(cell: Cell, regime: Regime, templates: int, train: Sequence[Example], validation: Sequence[Example],
-             task: TaskSpec) -> KShotDraw:
+def draw_for(cell: Cell, regime: Regime, settings: Any, templates: int, train: Sequence[Example],
+             validation: Sequence[Example], task: TaskSpec) -> KShotDraw:
     """The cell's training set and dev set: k per class with the seed, or the whole train split (k = all).
 
     A dev set is drawn when the regime asks for one, given how many templates the run compares.
     """
-    with_dev = regime.needs_dev(templates)
+    with_dev = regime.needs_dev(settings, templates)
     if not regime.draws_examples:
         if not with_dev:
             return KShotDraw((), ())
@@ -69,8 +69,11 @@ def run_cell(regime: Regime, settings: Any, lm: Any, features: Any, task: TaskSp
         peak_cuda_bytes=torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
         block_parameters=block_parameters(lm.model),
     )
+    # what share of the test predictions each class takes: a prompt that answers one class for all shows here
+    shares = {name: sum(p.pred == c for p in predictions) / len(predictions) for c, name in enumerate(task.label_names)}
     result = CellResult(cell=cell, metrics=compute_metrics(task.metrics, predictions), n=len(predictions),
-                        wall_time_s=round(wall, 3), cost=cost, details=run.details)
+                        wall_time_s=round(wall, 3), cost=cost,
+                        details={**run.details, "predicted_distribution": shares})
     return result, predictions
 
 

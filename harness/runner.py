@@ -78,7 +78,7 @@ class _Plan:
 
     device: Device
     regimes: dict[str, Regime]
-    settings: dict[str, Any]
+    settings: dict[str, dict[str, Any]]  # regime -> variant name -> its settings
 
 
 def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None] | None = None,
@@ -88,7 +88,8 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
     data = [_load_task_data(name, config, plan) for name in config.tasks]
     cells = [(d, cell) for d in data for cell in _cells(d, config, plan)]
     for d, cell in cells:  # fail on an impossible draw before any compute
-        draw_for(cell, plan.regimes[cell.regime], len(d.templates), d.train, d.validation, d.task)
+        draw_for(cell, plan.regimes[cell.regime], plan.settings[cell.regime][cell.variant], len(d.templates),
+                 d.train, d.validation, d.task)
     report = RunReport(majority={d.task.name: _majority(d.test) for d in data})
     check_writable(config.out)
     slug = model_slug(config.model)
@@ -96,7 +97,7 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
     for d, cell in cells:
         json_path, jsonl_path = cell.paths(config.out, slug)
         template = next(t for t in d.templates if t.name == cell.template)
-        regime, settings = plan.regimes[cell.regime], plan.settings[cell.regime]
+        regime, settings = plan.regimes[cell.regime], plan.settings[cell.regime][cell.variant]
         resolved = _resolved_config(config, d, template, cell, plan)
         existing = _finished(json_path, resolved, config.overwrite)
         if existing is not None:
@@ -112,7 +113,7 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
                 continue
             if lm is None:
                 lm, features = _prepare(config)
-            draw = draw_for(cell, regime, len(d.templates), d.train, d.validation, d.task)
+            draw = draw_for(cell, regime, settings, len(d.templates), d.train, d.validation, d.task)
             try:
                 result, predictions = run_cell(regime, settings, lm, features, d.task, template, cell, draw,
                                                d.test, progress)
@@ -176,7 +177,10 @@ def _resolve(config: EvalConfig) -> _Plan:
     kind, dtype = pick_device()
     device = Device(kind=kind, dtype=str(dtype).removeprefix("torch."))
     regimes = {name: get_regime(name) for name in dict.fromkeys(config.regimes)}
-    settings = {name: regime.resolve(config.options, device) for name, regime in regimes.items()}
+    settings = {}
+    for name, regime in regimes.items():
+        variants = {regime.variant(s): s for s in regime.resolve(config.options, device)}
+        settings[name] = variants
     return _Plan(device, regimes, settings)
 
 
@@ -193,11 +197,11 @@ def _load_task_data(name: str, config: EvalConfig, plan: _Plan) -> _TaskData:
     task = load_task(name)
     templates = select_templates(task, config.templates)
     test = _limited_test(task, config)
-    regimes = plan.regimes.values()
-    needs_train = any(r.draws_examples or r.needs_dev(len(templates)) for r in regimes)
+    variants = [(plan.regimes[name], s) for name, by_variant in plan.settings.items() for s in by_variant.values()]
+    needs_train = any(r.draws_examples or r.needs_dev(s, len(templates)) for r, s in variants)
     train = load_examples(task, "train", config.data_dir) if needs_train else []
     needs_validation = ALL_K in config.k and any(
-        r.draws_examples and r.takes_all_k and r.needs_dev(len(templates)) for r in regimes)
+        r.draws_examples and r.takes_all_k and r.needs_dev(s, len(templates)) for r, s in variants)
     validation = load_examples(task, "validation", config.data_dir) if needs_validation else []
     return _TaskData(task, train, validation, test, templates)
 
@@ -210,27 +214,27 @@ def _cells(d: _TaskData, config: EvalConfig, plan: _Plan) -> list[Cell]:
     cells = []
     for template in d.templates:
         for name, regime in plan.regimes.items():
-            variant = regime.variant(plan.settings[name])
-            if not regime.draws_examples:
-                cells.append(Cell(d.task.name, template.name, name, 0, None, variant))
-                continue
-            for k in config.k:
-                if k == ALL_K and not regime.takes_all_k:
-                    log.warning("%s skips k=all: it cannot use a whole train split", name)
+            for variant in plan.settings[name]:
+                if not regime.draws_examples:
+                    cells.append(Cell(d.task.name, template.name, name, 0, None, variant))
                     continue
-                cells.extend(Cell(d.task.name, template.name, name, k, s, variant) for s in dict.fromkeys(config.seeds))
+                for k in config.k:
+                    if k == ALL_K and not regime.takes_all_k:
+                        log.warning("%s skips k=all: it cannot use a whole train split", name)
+                        continue
+                    cells.extend(Cell(d.task.name, template.name, name, k, s, variant) for s in config.seeds)
     return cells
 
 
 def _resolved_config(config: EvalConfig, d: _TaskData, template: Template, cell: Cell, plan: _Plan) -> dict[str, Any]:
     """What determines the cell's numbers (hashed): the regime's resolved settings, the device kind and dtype,
     the data and template; plus how the run was invoked (not hashed)."""
-    regime, settings = plan.regimes[cell.regime], plan.settings[cell.regime]
+    regime, settings = plan.regimes[cell.regime], plan.settings[cell.regime][cell.variant]
     determining = {
         "task": d.task.name, "task_version": d.task.version, "template": template.name,
         "template_sha256": template.sha256, "regime": cell.regime, "variant": cell.variant, "k": cell.k,
         "seed": cell.seed, "model": config.model, "test_sha256": _examples_hash(d.test),
-        "dev": regime.needs_dev(len(d.templates)), "settings": hashed(settings),
+        "dev": regime.needs_dev(settings, len(d.templates)), "settings": hashed(settings),
         "device": plan.device.kind, "dtype": plan.device.dtype,
     }
     invocation = {k: v for k, v in asdict(config).items() if k != "out"}

@@ -62,7 +62,7 @@ def test_head_and_full_run_on_every_family(toy_env, family_model, tokenizer, reg
     task = load_task("toy")
     template = load_template(task, "cloze")
     regime = get_regime(regime_name)
-    draw = draw_for(Cell("toy", "cloze", regime_name, 2, 13), regime, 1, load_examples(task, "train"), [], task)
+    draw = draw_for(Cell("toy", "cloze", regime_name, 2, 13), regime, settings, 1, load_examples(task, "train"), [], task)
     test = load_examples(task, "test")
     lm = LoadedModel(family_model, tokenizer, {"source": "test"}, "cpu", "float32")
     run = regime.run(lm, FeatureStore(family_model, tokenizer), template, fit_data(draw, test, task), settings, 13,

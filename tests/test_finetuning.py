@@ -24,8 +24,8 @@ FAST_FULL = FullSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates
 def _data(seed=13, k=2):
     task = load_task("toy")
     template = load_template(task, "cloze")
-    draw = draw_for(Cell("toy", "cloze", "head", k, seed), get_regime("head"), 1, load_examples(task, "train"), [],
-                    task)
+    draw = draw_for(Cell("toy", "cloze", "head", k, seed), get_regime("head"), HeadSettings(), 1,
+                    load_examples(task, "train"), [], task)
     test = load_examples(task, "test")
     texts, labels = render_splits(template, fit_data(draw, test, task))
     return task, draw, test, texts, labels

@@ -231,3 +231,32 @@ def test_html_renders_in_headless_chromium(runs, tmp_path):
     subprocess.run([chromium, *flags, f"--screenshot={shot.resolve()}", "--window-size=1200,1600", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_dev_ties_go_to_the_lower_dev_loss_then_the_template_name(tmp_path):
+    root = tmp_path / "runs"
+    write_cell(root, "t1", "b", "few-shot", 16, 13, RIGHT, dev=0.5, created="2026-11-26T09:00:00+00:00")
+    write_cell(root, "t1", "a", "few-shot", 16, 13, HALF, dev=0.5, created="2026-11-26T10:00:00+00:00")
+    assert per_seed(collect([root]).cells).iloc[0]["templates"] == "a"  # a tie: the name, not the file order
+    for path in root.rglob("b/*.json"):
+        data = json.loads(path.read_text())
+        data["selection"]["dev_loss"] = 0.3
+        path.write_text(json.dumps(data))
+    for path in root.rglob("a/*.json"):
+        data = json.loads(path.read_text())
+        data["selection"]["dev_loss"] = 0.6
+        path.write_text(json.dumps(data))
+    assert per_seed(collect([root]).cells).iloc[0]["templates"] == "b"  # the lower dev loss
+
+
+def test_collapsed_cells_are_flagged(runs, tmp_path):
+    from harness.leaderboard.tables import balance_table
+
+    cells = collect([runs]).cells
+    table = main_table(cells, 16)
+    rows = {row[0][0]: row for row in table.rows}
+    assert rows["zero-shot"][1][0].endswith("‡")  # HALF predicts class 0 for all ten examples
+    assert not rows["few-shot"][1][0].endswith("‡")
+    balance = {row[1][0]: row for row in balance_table(cells, 16).rows}
+    assert balance["zero-shot"][4][0] == "100.0" and balance["zero-shot"][5] == ("1 of 1", True)
+    assert balance["head"][5] == ("0 of 2", False)

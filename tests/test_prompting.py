@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from harness.prompts import answers, load_template, render_demo, render_input, render_prefix
 from harness.regimes.prompting import fit_demos, predict_prompting
 from harness.sampling import draw_kshot
@@ -68,3 +70,14 @@ def test_demos_are_fitted_exactly_as_the_scorer_tokenizes(toy_env):
             more = demos[len(demos) - len(k) - 1:]  # the latest demos, one more than kept
             request = ScoreRequest(render_prefix(template, more), render_input(template, example), choices)
             assert tokenize_requests(tokenizer, [request], max_length)[0].truncated > 0
+
+
+def test_calibration_by_hand():
+    from harness.regimes.calibration import calibrate, mean_probabilities
+
+    prior = mean_probabilities([(0.9, 0.1), (0.7, 0.3)])  # the LM leans to class 0 whatever the input
+    assert prior == pytest.approx((0.8, 0.2))
+    # (0.6 / 0.8, 0.4 / 0.2) = (0.75, 2.0) -> (0.75 / 2.75, 2.0 / 2.75): the prediction flips to class 1
+    assert calibrate((0.6, 0.4), prior) == pytest.approx((0.75 / 2.75, 2.0 / 2.75))
+    assert calibrate((0.5, 0.5), (0.5, 0.5)) == pytest.approx((0.5, 0.5))
+    assert calibrate((0.3, 0.7), (0.0, 1.0)) == pytest.approx((0.3, 0.7))  # no mass in the prior: left as is

@@ -32,8 +32,8 @@ class MajoritySettings:
 class Majority:
     name, prompting, draws_examples, takes_all_k = "majority", False, True, True
 
-    def needs_dev(self, templates): return False
-    def resolve(self, options, device): return MajoritySettings()
+    def needs_dev(self, settings, templates): return False
+    def resolve(self, options, device): return (MajoritySettings(),)
     def variant(self, settings): return ""
 
     def run(self, lm, features, template, data, settings, seed, progress):
@@ -168,3 +168,36 @@ def test_nothing_outside_regimes_decides_by_a_regime_name():
         offenders += [f"{path.name}:{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1)
                       if pattern.search(line)]
     assert not offenders, offenders
+
+
+def _rows(out, stem):
+    return [json.loads(line) for line in next(Path(out).rglob(f"{stem}.jsonl")).read_text().splitlines()]
+
+
+def test_calibrated_prompting_variants(runner, tmp_path):
+    from harness.regimes.calibration import calibrate
+    from harness.regimes.prompting import softmax
+
+    result = _eval(runner, tmp_path, "--regimes", "zero-shot,few-shot", "--calibration", "none,content-free,dev-prior")
+    names = sorted(p.name for p in tmp_path.rglob("*.json"))
+    assert names == ["few-shot-content-free_k2_seed13.json", "few-shot-dev-prior_k2_seed13.json",
+                     "few-shot_k2_seed13.json", "zero-shot-content-free_k0.json", "zero-shot-dev-prior_k0.json",
+                     "zero-shot_k0.json"]
+    assert "| toy | few-shot (content-free) | 2 |" in result.output
+    plain = _rows(tmp_path, "few-shot_k2_seed13")
+    for variant, inputs in (("content-free", 3), ("dev-prior", 4)):
+        cell = _cell(tmp_path, f"few-shot-{variant}_k2_seed13")
+        prior = cell["calibration"]["prior"]
+        assert cell["calibration"]["inputs"] == inputs and len(prior) == 2 and sum(prior) == pytest.approx(1)
+        for raw, calibrated in zip(plain, _rows(tmp_path, f"few-shot-{variant}_k2_seed13")):
+            assert calibrated["loglik"] == pytest.approx(raw["loglik"])  # the same scores...
+            assert calibrated["probs"] == pytest.approx(list(calibrate(softmax(raw["loglik"]), prior)))  # ...divided
+            assert calibrated["pred"] == max(range(2), key=calibrated["probs"].__getitem__)
+    assert _cell(tmp_path, "zero-shot-dev-prior_k0")["dev_ids"]  # dev-prior draws a dev set, even for zero-shot
+    assert "dev_ids" not in _cell(tmp_path, "zero-shot_k0")  # one template: nothing to choose, no dev set
+    assert sum(_cell(tmp_path, "zero-shot_k0")["predicted_distribution"].values()) == pytest.approx(1)
+
+
+def test_unknown_calibration_is_one_line(runner, tmp_path):
+    result = runner.invoke(cli, ["eval", "--tasks", "toy", "--calibration", "platt", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown calibration 'platt' (known: none, content-free, dev-prior)" in result.output

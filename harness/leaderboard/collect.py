@@ -88,6 +88,8 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "draws_examples": draws_examples(cell.regime), "prompting": is_prompting(cell.regime),
         **{f"metric_{k}": v for k, v in result.metrics.items()},
         "dev_accuracy": (result.details.get("selection") or {}).get("dev_accuracy"),
+        "dev_loss": (result.details.get("selection") or {}).get("dev_loss"),
+        "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,
         **{f"cost_{k}": v for k, v in cost.items()},
         "config_hash": result.config_hash, "created_at": provenance.get("created_at", ""),
         "device": provenance.get("device"), "harness_version": (provenance.get("harness") or {}).get("version"),
@@ -129,6 +131,12 @@ def _predictions_match(path: Path, n: int, problems: list[str]) -> bool:
         problems.append(f"{path}: {what}; calibration and significance leave the cell out")
         return False
     return True
+
+
+def _largest_class_share(path: Path) -> float:
+    """The share of a cell's predictions that go to its most predicted class (1.0: collapsed to one class)."""
+    preds = load_predictions(str(path))["pred"]
+    return float(preds.value_counts().iloc[0] / len(preds))
 
 
 @lru_cache(maxsize=4096)

@@ -13,6 +13,8 @@ from harness.leaderboard.stats import (PERMUTATIONS, SIGNIFICANCE, brier_score, 
                                        paired_p_value)
 from harness.regimes import in_context_reference, order_of
 
+COLLAPSE = 0.9  # a cell whose most predicted class takes this share of its predictions is flagged
+
 
 @dataclass
 class Table:
@@ -34,11 +36,16 @@ _predictions = load_predictions  # cached there: each file is read once, when co
 
 
 def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, task, regime, k, seed): the dev-selected template, or the mean over templates."""
+    """One row per (model, task, regime, k, seed): the dev-selected template, or the mean over templates.
+
+    Dev selection: the best dev accuracy, then the lowest dev loss, then the first template by name — never the
+    order the files were written in."""
     rows = []
     for key, group in cells.groupby(["model", "task", "regime", "k", "seed"], dropna=False):
         if group["dev_accuracy"].notna().any():
-            chosen = group.loc[[group["dev_accuracy"].astype(float).idxmax()]]
+            ranked = group.assign(_acc=group["dev_accuracy"].astype(float).fillna(-1.0),
+                                  _loss=group["dev_loss"].astype(float).fillna(math.inf))
+            chosen = ranked.sort_values(["_acc", "_loss", "template"], ascending=[False, True, True]).iloc[[0]]
             rule = "dev"
         else:
             chosen, rule = group, "mean"
@@ -46,6 +53,8 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             "model": key[0], "task": key[1], "regime": key[2], "k": key[3], "seed": key[4],
             "draws_examples": bool(group["draws_examples"].iloc[0]), "prompting": bool(group["prompting"].iloc[0]),
             "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
+            "macro_f1": chosen["metric_macro_f1"].mean() if "metric_macro_f1" in chosen else math.nan,
+            "largest_class_share": chosen["largest_class_share"].astype(float).max(),
             "rule": rule, "predictions": [p for p in chosen["predictions"] if isinstance(p, str)], "n": int(chosen["n"].iloc[0]),
         })
     return pd.DataFrame(rows)
@@ -97,6 +106,7 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
                 continue
             std = g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0
             text = _fmt(g["accuracy"].mean(), std, len(g)) + (" †" if ties.get((t, r)) else "")
+            text += " ‡" if (g["largest_class_share"] >= COLLAPSE).any() else ""
             row.append((text, best[t] == r))
         present = [means[(t, r)] for t in tasks if (t, r) in means]
         row.append((f"{100 * np.mean(present):.1f}" if len(present) == len(tasks) else "—", False))
@@ -114,18 +124,40 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         f"Accuracy (%) at k = {k} examples per class (zero-shot uses none): mean ± sample standard deviation "
         "(ddof = 1) over seeds, number of seeds in brackets (one run, as for zero-shot, which draws no examples, "
         "has no std). Where a task has several templates, each seed's "
-        "template is the one with the best dev accuracy (else the mean over templates).",
+        "template is the one with the best dev accuracy, then the lowest dev loss, then the first by name (else "
+        "the mean over templates).",
         "Bold: best regime per task. †: not significantly different from the best (p ≥ 0.05) under a two-sided "
         "paired permutation (sign-flip) test of per-example correctness, examples matched by id and pooled "
         f"across seeds (exact, or {PERMUTATIONS:,} random sign patterns; checked against "
         "scipy.stats.permutation_test).",
         "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
         "uniform guess (1 / classes).",
+        f"‡: in at least one seed one class takes ≥ {COLLAPSE:.0%} of the predictions (see Prediction balance).",
         *notes,
     ]
     if pvalues:
         notes.append("p-values: " + "; ".join(pvalues) + ".")
     return Table(f"Main table (k = {k})", ["regime", *tasks, "average"], rows, notes, key="main")
+
+
+def balance_table(cells: pd.DataFrame, k: int) -> Table:
+    """Per task × regime at the headline k: accuracy next to macro-F1, and how much one class dominates."""
+    seeds = per_seed(cells)
+    at_k = seeds[(seeds["k"] == k) | ~seeds["draws_examples"]]
+    rows = []
+    for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
+        share = g["largest_class_share"].astype(float)
+        collapsed = int((share >= COLLAPSE).sum())
+        rows.append([(task, False), (regime, False), (f"{100 * g['accuracy'].mean():.1f}", False),
+                     (f"{100 * g['macro_f1'].mean():.1f}" if g["macro_f1"].notna().any() else "—", False),
+                     (f"{100 * share.mean():.1f}" if share.notna().any() else "—", False),
+                     (f"{collapsed} of {len(g)}", collapsed > 0)])
+    notes = [f"Means over seeds (each seed's dev-selected template). Largest class share: the share of the test "
+             f"predictions that go to the most predicted class (1 / classes when balanced); bold where at least one "
+             f"seed puts ≥ {COLLAPSE:.0%} on one class."]
+    return Table(f"Prediction balance (k = {k})", ["task", "regime", "accuracy %", "macro-F1 %",
+                                                   "largest class share %", f"seeds ≥ {COLLAPSE:.0%} one class"],
+                 rows, notes, key="balance")
 
 
 def _paired(a: pd.DataFrame, b: pd.DataFrame) -> float | None:

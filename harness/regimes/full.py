@@ -54,10 +54,10 @@ class Full:
     draws_examples = True
     takes_all_k = True
 
-    def needs_dev(self, templates: int) -> bool:
+    def needs_dev(self, settings: FullSettings, templates: int) -> bool:
         return True  # selects the learning rate and the checkpoint
 
-    def resolve(self, options: Mapping[str, Any], device: Device) -> FullSettings:
+    def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[FullSettings]:
         kind = options.get("full_defaults") or device.kind
         check_choice("--full-defaults", kind, DEVICE_KINDS)
         settings = overlay(replace(FullSettings.for_device(kind), defaults=kind), options, self.name)
@@ -68,7 +68,7 @@ class Full:
         for flag, value in (("--full-max-steps", settings.max_steps), ("--batch-size", settings.batch_size),
                             ("--grad-accum", settings.grad_accum), ("--max-tokens", settings.max_tokens)):
             check_at_least(flag, value, 8 if flag == "--max-tokens" else 1)
-        return settings
+        return (settings,)
 
     def variant(self, settings: FullSettings) -> str:
         return "verbalizer-init" if settings.head_init == "verbalizer" else ""

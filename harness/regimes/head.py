@@ -42,17 +42,17 @@ class Head:
     draws_examples = True
     takes_all_k = True
 
-    def needs_dev(self, templates: int) -> bool:
+    def needs_dev(self, settings: HeadSettings, templates: int) -> bool:
         return True  # selects the L2 penalty (or the learning rate and checkpoint)
 
-    def resolve(self, options: Mapping[str, Any], device: Device) -> HeadSettings:
+    def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[HeadSettings]:
         settings = overlay(HeadSettings(), options, self.name)
         check_choice("pooling", settings.pooling, POOLINGS)
         check_choice("head init", settings.head_init, HEAD_INITS)
         check_at_least("--unfreeze-top", settings.unfreeze_top, 0)
         check_at_least("--batch-size", settings.batch_size, 1)
         check_at_least("--max-tokens", settings.max_tokens, 8)
-        return settings
+        return (settings,)
 
     def variant(self, settings: HeadSettings) -> str:
         parts = [f"top{settings.unfreeze_top}"] if settings.unfreeze_top else []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.backbone import block_parameters
 from harness.prompts import answers, render_demo, render_input, render_prefix
-from harness.regimes.options import NOT_HASHED, check_at_least, overlay
+from harness.regimes.calibration import CALIBRATIONS, calibrate, content_free_inputs, mean_probabilities
+from harness.regimes.options import NOT_HASHED, check_at_least, check_choice, overlay
 from harness.regimes.protocol import Device, RegimeRun
 from harness.sampling import exclude_self
 from harness.types import Cost, Example, FitData, Prediction, Template, TestInput
@@ -21,9 +22,10 @@ VERIFY_MARGIN = 32  # tokens: prompts estimated this close to the limit are toke
 
 @dataclass(frozen=True)
 class PromptingSettings:
-    """How zero-shot and few-shot score. Nothing here changes a number: batching only packs work."""
+    """How zero-shot and few-shot score."""
 
-    batch_size: int = field(default=16, metadata=NOT_HASHED)  # prompts packed into one forward
+    calibration: str = "none"  # --calibration: none, content-free or dev-prior (calibration.py); several: variants
+    batch_size: int = field(default=16, metadata=NOT_HASHED)  # --batch-size: prompts packed into one forward
 
 
 class Prompting:
@@ -35,32 +37,44 @@ class Prompting:
     def __init__(self, name: str, draws_examples: bool):
         self.name, self.draws_examples = name, draws_examples
 
-    def needs_dev(self, templates: int) -> bool:
-        return templates > 1  # a dev score lets the leaderboard choose the template per seed
+    def needs_dev(self, settings: PromptingSettings, templates: int) -> bool:
+        # a dev score lets the leaderboard choose the template per seed; dev-prior reads the dev inputs
+        return templates > 1 or settings.calibration == "dev-prior"
 
-    def resolve(self, options: Mapping[str, Any], device: Device) -> PromptingSettings:
-        settings = overlay(PromptingSettings(), options, self.name)
-        check_at_least("--batch-size", settings.batch_size, 1)
-        return settings
+    def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[PromptingSettings, ...]:
+        variants = []
+        for method in options.get("calibration") or ["none"]:
+            check_choice("calibration", method, CALIBRATIONS)
+            settings = overlay(PromptingSettings(), {**options, "calibration": method}, self.name)
+            check_at_least("--batch-size", settings.batch_size, 1)
+            variants.append(settings)
+        return tuple(variants)
 
     def variant(self, settings: PromptingSettings) -> str:
-        return ""
+        return "" if settings.calibration == "none" else settings.calibration
 
     def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: PromptingSettings,
             seed: int, progress: bool) -> RegimeRun:
         demos = data.train  # empty for zero-shot, which draws none
-        run = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, data.test, demos,
-                                settings.batch_size, progress)
-        preds = run.predictions
-        classes = len(template.verbalizers)
-        details: dict[str, Any] = {}
-        if data.dev:  # scored with the same demos; only the leaderboard's choice of template reads it
-            dev = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, data.dev, demos,
-                                    settings.batch_size, False).predictions
-            golds = [e.label for e in data.dev]
-            details["selection"] = {"rule": "the leaderboard picks, per seed, the template with the best dev accuracy",
-                                    "dev_accuracy": sum(p.pred == g for p, g in zip(dev, golds)) / len(dev)}
+
+        def score(inputs: Sequence[Any], bar: bool = False) -> PromptingRun:
+            return predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, inputs, demos,
+                                     settings.batch_size, bar)
+
+        run = score(data.test, progress)
+        dev = score(data.dev) if data.dev else None  # with the same demos
+        preds, dev_preds, details = run.predictions, dev.predictions if dev else [], {}
+        if settings.calibration != "none":
+            reference = dev if settings.calibration == "dev-prior" else score(content_free_inputs(data.test[0].fields))
+            prior = mean_probabilities([p.probs for p in reference.predictions])
+            preds, dev_preds = _calibrated(preds, prior), _calibrated(dev_preds, prior)
+            details["calibration"] = {"method": settings.calibration, "prior": list(prior),
+                                      "inputs": len(reference.predictions), "tokens": reference.stats.tokens,
+                                      "forward_passes": reference.stats.forwards}
+        if dev_preds:  # only the leaderboard's choice of template reads it
+            details["selection"] = _dev_scores(dev_preds, [e.label for e in data.dev])
             details["dev_ids"] = [e.id for e in data.dev]
+        classes = len(template.verbalizers)
         details.update(
             effective_k={"requested": len(demos) // classes, "min": min(p.n_demos for p in preds) / classes,
                          "mean": sum(p.n_demos for p in preds) / len(preds) / classes},
@@ -69,13 +83,25 @@ class Prompting:
                      "examples_truncated_left": sum(p.truncated_tokens > 0 for p in preds)},
             demo_ids=[e.id for e in demos], tokens_processed=run.stats.tokens, forward_passes=run.stats.forwards,
         )
-        blocks = block_parameters(lm.model)
         cost = Cost(
             # what an uncached forward over the whole prompt, demos included, costs per test example
-            inference_flops_per_example=2 * blocks * sum(p.prompt_tokens for p in preds) / len(preds),
+            inference_flops_per_example=2 * block_parameters(lm.model) * sum(p.prompt_tokens for p in preds) / len(preds),
             total_parameters=sum(p.numel() for p in lm.model.parameters()),
         )
         return RegimeRun(preds, cost, details)
+
+
+def _calibrated(predictions: Sequence[Prediction], prior: Sequence[float]) -> list[Prediction]:
+    """The same scores, probabilities divided by the prior (so the prediction may change)."""
+    return [replace(p, probs=calibrate(p.probs, prior)) for p in predictions]
+
+
+def _dev_scores(predictions: Sequence[Prediction], golds: Sequence[int]) -> dict[str, Any]:
+    """Dev accuracy and log-loss of one template: the leaderboard's per-seed choice, ties broken by the loss."""
+    return {"rule": "the leaderboard picks, per seed, the template with the best dev accuracy, then dev loss, "
+                    "then the first by name",
+            "dev_accuracy": sum(p.pred == g for p, g in zip(predictions, golds)) / len(golds),
+            "dev_loss": -sum(math.log(max(p.probs[g], 1e-12)) for p, g in zip(predictions, golds)) / len(golds)}
 
 
 ZERO_SHOT = Prompting("zero-shot", draws_examples=False)

@@ -33,11 +33,12 @@ class Regime(Protocol):
     draws_examples: bool  # False: one cell per template, with no k and no seed (zero-shot)
     takes_all_k: bool  # whether --k all (the whole train split, validation as dev) makes sense
 
-    def needs_dev(self, templates: int) -> bool:
-        """Whether a cell draws a dev set, given how many templates the run compares."""
+    def needs_dev(self, settings: Any, templates: int) -> bool:
+        """Whether a cell draws a dev set, given its settings and how many templates the run compares."""
 
-    def resolve(self, options: Mapping[str, Any], device: Device) -> Any:
-        """The frozen settings dataclass: CLI options over the device's defaults; bad values are HarnessError."""
+    def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[Any, ...]:
+        """Frozen settings dataclasses, one per variant the options ask for (an option listing several values
+        of a variant's axis gives several): CLI options over the device's defaults; bad values are HarnessError."""
 
     def variant(self, settings: Any) -> str:
         """A name for settings that change results ('' for the defaults): head's 'top2', 'mean-pool', ..."""
