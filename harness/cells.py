@@ -43,7 +43,7 @@ def fit_data(draw: KShotDraw, test: Sequence[Example], task: TaskSpec) -> FitDat
     return FitData(train=draw.train, dev=draw.dev, test=inputs, label_names=task.label_names)
 
 
-def run_cell(regime: Regime, settings: Any, lm: Any, features: Any, task: TaskSpec, template: Template, cell: Cell,
+def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec, template: Template, cell: Cell,
              draw: KShotDraw, test: Sequence[Example], progress: bool) -> tuple[CellResult, list[Prediction]]:
     """The regime's predictions joined with the test labels, its metrics, and its cost (provenance comes later)."""
     import torch
@@ -52,7 +52,7 @@ def run_cell(regime: Regime, settings: Any, lm: Any, features: Any, task: TaskSp
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     try:
-        run = regime.run(lm, features, template, fit_data(draw, test, task), settings,
+        run = regime.run(lm, shared, template, fit_data(draw, test, task), settings,
                          cell.seed if cell.seed is not None else 0, progress)
     except (RuntimeError, MemoryError) as exc:
         if isinstance(exc, MemoryError) or "out of memory" in str(exc) or "can't allocate memory" in str(exc):

@@ -15,7 +15,7 @@ from harness.errors import CellFailed, HarnessError
 from harness.prompts import select_templates
 from harness.regimes import get_regime, regime_names
 from harness.regimes.options import as_json, hashed
-from harness.regimes.protocol import Device, Regime
+from harness.regimes.protocol import Device, Regime, Shared
 from harness.results import (cell_lock, check_writable, config_hash, model_slug, read_result, write_cell,
                              write_result)
 from harness.sampling import select_test_subset
@@ -93,7 +93,7 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
     report = RunReport(majority={d.task.name: _majority(d.test) for d in data})
     check_writable(config.out)
     slug = model_slug(config.model)
-    lm = features = None
+    lm = shared = None
     for d, cell in cells:
         json_path, jsonl_path = cell.paths(config.out, slug)
         template = next(t for t in d.templates if t.name == cell.template)
@@ -112,10 +112,10 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
                 _report(report, on_cell, cell, existing, "skipped")
                 continue
             if lm is None:
-                lm, features = _prepare(config)
+                lm, shared = _prepare(config)
             draw = draw_for(cell, regime, settings, len(d.templates), d.train, d.validation, d.task)
             try:
-                result, predictions = run_cell(regime, settings, lm, features, d.task, template, cell, draw,
+                result, predictions = run_cell(regime, settings, lm, shared, d.task, template, cell, draw,
                                                d.test, progress)
             except CellFailed as exc:
                 failed = with_provenance(failed_result(cell, str(exc), exc.step), lm, d.task, template, resolved)
@@ -184,13 +184,13 @@ def _resolve(config: EvalConfig) -> _Plan:
     return _Plan(device, regimes, settings)
 
 
-def _prepare(config: EvalConfig) -> tuple[Any, Any]:
-    """Load the model (only when some cell needs computing) and its feature cache."""
+def _prepare(config: EvalConfig) -> tuple[Any, Shared]:
+    """Load the model (only when some cell needs computing) and the work its cells share."""
     from harness.models import load_model
     from harness.regimes.features import FeatureStore
 
     lm = load_model(config.model, trust_remote_code=config.trust_remote_code)
-    return lm, FeatureStore(lm.model, lm.tokenizer)
+    return lm, Shared(features=FeatureStore(lm.model, lm.tokenizer))
 
 
 def _load_task_data(name: str, config: EvalConfig, plan: _Plan) -> _TaskData:

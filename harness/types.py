@@ -222,8 +222,9 @@ class CellResult:
                 raise ValueError("malformed result file (metrics and cost must be objects)")
         try:
             cell = Cell(**raw["cell"])
-        except TypeError as exc:
-            raise ValueError(f"malformed cell ({exc})") from None
+        except TypeError:
+            raise ValueError(f"malformed cell (keys {sorted(raw['cell'])!r}; expected task, template, regime, k, "
+                             "seed, variant)") from None
         texts = (cell.task, cell.template, cell.regime, cell.variant)
         numbers = (cell.k, 0 if cell.seed is None else cell.seed)
         if not all(isinstance(t, str) for t in texts) or not all(type(n) is int for n in numbers):

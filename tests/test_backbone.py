@@ -12,6 +12,7 @@ from harness.prompts import load_template
 from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
 from harness.regimes.full import FullSettings
+from harness.regimes.protocol import Shared
 from harness.regimes.head import HeadSettings
 from harness.tasks import load_examples, load_task
 from harness.types import Cell
@@ -65,8 +66,8 @@ def test_head_and_full_run_on_every_family(toy_env, family_model, tokenizer, reg
     draw = draw_for(Cell("toy", "cloze", regime_name, 2, 13), regime, settings, 1, load_examples(task, "train"), [], task)
     test = load_examples(task, "test")
     lm = LoadedModel(family_model, tokenizer, {"source": "test"}, "cpu", "float32")
-    run = regime.run(lm, FeatureStore(family_model, tokenizer), template, fit_data(draw, test, task), settings, 13,
-                     False)
+    run = regime.run(lm, Shared(FeatureStore(family_model, tokenizer)), template, fit_data(draw, test, task), settings,
+                     13, False)
     assert [p.id for p in run.predictions] == [e.id for e in test]
     assert all(abs(sum(p.probs) - 1) < 1e-5 and p.gold is None for p in run.predictions)
     assert run.cost.trainable_parameters > 0 and run.cost.train_flops > 0

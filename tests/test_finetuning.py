@@ -137,9 +137,9 @@ def test_selection_never_sees_test_labels(patched, tmp_path, monkeypatch):
     head = get_regime("head")
     original = type(head).run
 
-    def spy(self, lm, features, template, data, *args, **kwargs):
+    def spy(self, lm, shared, template, data, *args, **kwargs):
         seen.append(data)
-        return original(self, lm, features, template, data, *args, **kwargs)
+        return original(self, lm, shared, template, data, *args, **kwargs)
 
     monkeypatch.setattr(type(head), "run", spy)
     result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "head", "--k", "2", "--seeds", "13",

@@ -36,7 +36,7 @@ class Majority:
     def resolve(self, options, device): return (MajoritySettings(),)
     def variant(self, settings): return ""
 
-    def run(self, lm, features, template, data, settings, seed, progress):
+    def run(self, lm, shared, template, data, settings, seed, progress):
         top = Counter(e.label for e in data.train).most_common(1)[0][0]
         probs = tuple(float(c == top) for c in range(len(data.label_names)))
         return RegimeRun([Prediction(x.id, None, probs) for x in data.test], Cost(train_examples=len(data.train)))
@@ -201,3 +201,18 @@ def test_calibrated_prompting_variants(runner, tmp_path):
 def test_unknown_calibration_is_one_line(runner, tmp_path):
     result = runner.invoke(cli, ["eval", "--tasks", "toy", "--calibration", "platt", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown calibration 'platt' (known: none, content-free, dev-prior)" in result.output
+
+
+def test_calibrated_variants_reuse_the_plain_scores(runner, tmp_path, monkeypatch):
+    import harness.regimes.prompting as prompting
+
+    calls = []
+    original = prompting.predict_prompting
+
+    def counting(model, tokenizer, max_length, template, inputs, demos, *args, **kwargs):
+        calls.append(len(inputs))
+        return original(model, tokenizer, max_length, template, inputs, demos, *args, **kwargs)
+
+    monkeypatch.setattr(prompting, "predict_prompting", counting)
+    _eval(runner, tmp_path, "--regimes", "few-shot", "--calibration", "none,dev-prior,content-free")
+    assert calls == [7, 4, 3]  # test inputs once, dev inputs once, the three content-free inputs once

@@ -14,7 +14,7 @@ from harness.backbone import block_parameters, decoder_parameters
 from harness.prompts import first_answer_tokens, render_splits
 from harness.regimes.options import (HEAD_INITS, NOT_HASHED, POOLINGS, check_at_least, check_choice,
                                      overlay)
-from harness.regimes.protocol import Device, RegimeRun
+from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.types import Cost, FitData, Template
 
 DEVICE_KINDS = ("cpu", "cuda")
@@ -73,7 +73,7 @@ class Full:
     def variant(self, settings: FullSettings) -> str:
         return "verbalizer-init" if settings.head_init == "verbalizer" else ""
 
-    def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: FullSettings, seed: int,
+    def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: FullSettings, seed: int,
             progress: bool) -> RegimeRun:
         from harness.regimes.full_fit import fit_full
 
@@ -83,7 +83,7 @@ class Full:
                        first_answer_tokens(lm.tokenizer, template), settings, seed, progress)
         seconds = time.perf_counter() - started
         blocks = block_parameters(lm.model)
-        test_tokens = sum(features.token_lengths(texts["test"], settings.max_tokens))
+        test_tokens = sum(shared.features.token_lengths(texts["test"], settings.max_tokens))
         cost = Cost(
             trainable_parameters=fit.trainable_parameters, train_examples=len(data.train),
             dev_examples=len(data.dev), train_steps=fit.train_steps, train_tokens=fit.trained_tokens or 0,

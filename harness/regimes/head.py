@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from harness.backbone import block_parameters, decoder_parameters
 from harness.prompts import first_answer_tokens, render_splits
 from harness.regimes.options import HEAD_INITS, POOLINGS, check_at_least, check_choice, overlay
-from harness.regimes.protocol import Device, RegimeRun
+from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.types import Cost, FitData, Template
 
 FEATURE_BYTES = 4  # the trained head (and top blocks) are kept in fp32
@@ -62,10 +62,11 @@ class Head:
             parts.append("verbalizer-init")
         return "-".join(parts)
 
-    def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: HeadSettings, seed: int,
+    def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: HeadSettings, seed: int,
             progress: bool) -> RegimeRun:
         from harness.regimes.head_fit import fit_head
 
+        features = shared.features
         texts, labels = render_splits(template, data)
         tokens_before = features.tokens_run
         started = time.perf_counter()

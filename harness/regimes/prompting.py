@@ -10,7 +10,7 @@ from harness.backbone import block_parameters
 from harness.prompts import answers, render_demo, render_input, render_prefix
 from harness.regimes.calibration import CALIBRATIONS, calibrate, content_free_inputs, mean_probabilities
 from harness.regimes.options import NOT_HASHED, check_at_least, check_choice, overlay
-from harness.regimes.protocol import Device, RegimeRun
+from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.sampling import exclude_self
 from harness.types import Cost, Example, FitData, Prediction, Template, TestInput
 
@@ -53,13 +53,17 @@ class Prompting:
     def variant(self, settings: PromptingSettings) -> str:
         return "" if settings.calibration == "none" else settings.calibration
 
-    def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: PromptingSettings,
+    def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: PromptingSettings,
             seed: int, progress: bool) -> RegimeRun:
         demos = data.train  # empty for zero-shot, which draws none
 
         def score(inputs: Sequence[Any], bar: bool = False) -> PromptingRun:
-            return predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, inputs, demos,
-                                     settings.batch_size, bar)
+            # the same inputs after the same demos score the same: calibrated variants reuse the plain scores
+            key = (template.sha256, tuple(d.id for d in demos), tuple((x.id, tuple(x.fields.items())) for x in inputs))
+            if key not in shared.scores:
+                shared.scores[key] = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, inputs,
+                                                       demos, settings.batch_size, bar)
+            return shared.scores[key]
 
         run = score(data.test, progress)
         dev = score(data.dev) if data.dev else None  # with the same demos

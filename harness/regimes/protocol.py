@@ -17,6 +17,14 @@ class Device:
 
 
 @dataclass
+class Shared:
+    """Work the cells of one run share, so that no cell recomputes what another already did."""
+
+    features: Any  # FeatureStore: backbone features per distinct input (head), token counts (head, full)
+    scores: dict[Any, Any] = field(default_factory=dict)  # prompting: scored inputs per (template, demos, inputs)
+
+
+@dataclass
 class RegimeRun:
     """What a regime returns for one cell: predictions without gold labels, its cost, and what it recorded."""
 
@@ -43,6 +51,6 @@ class Regime(Protocol):
     def variant(self, settings: Any) -> str:
         """A name for settings that change results ('' for the defaults): head's 'top2', 'mean-pool', ..."""
 
-    def run(self, lm: Any, features: Any, template: Template, data: FitData, settings: Any, seed: int,
+    def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: Any, seed: int,
             progress: bool) -> RegimeRun:
         """Predict data.test (its labels are not there) after learning from data.train, selecting on data.dev."""
