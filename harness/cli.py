@@ -133,7 +133,8 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 
 # The regime options of `harness eval`: each is a settings field of the regimes that have it (regimes/options.py).
 REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tokens", "full_learning_rates",
-                  "full_max_steps", "full_defaults", "grad_accum", "gradient_checkpointing", "calibration")
+                  "full_max_steps", "full_defaults", "grad_accum", "gradient_checkpointing", "calibration",
+                  "demos", "demo_sets")
 
 
 @cli.command("eval")
@@ -167,6 +168,10 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
                    "[default: the device in use].")
 @click.option("--grad-accum", default=None, type=int, help="full: micro-batches per optimizer step [default: 1].")
 @click.option("--gradient-checkpointing", is_flag=True, default=None, help="full: trade compute for memory.")
+@click.option("--demos", default=None, type=int,
+              help="few-shot: demos per class in the prompt, drawn from the k [default: all k].")
+@click.option("--demo-sets", default=None, type=int,
+              help="few-shot: demo sets whose log-likelihoods are averaged [default: 1].")
 @click.option("--calibration", default=None, callback=lambda ctx, param, value: _names(ctx, param, value) if value else None,
               help="zero-shot/few-shot: none, content-free, dev-prior; several give one variant each [default: none].")
 @folder_options

@@ -151,7 +151,12 @@ def _check_same_config(path: Path, existing: CellResult, resolved: dict[str, Any
         raise HarnessError(f"{path}: holds a result of another configuration (written by harness "
                            f"{(existing.provenance.get('harness') or {}).get('version', '?')}, which hashed the "
                            f"options as typed, not as resolved); use --overwrite or another --out")
-    changed = _differences(existing.provenance["config"], resolved["determining"])
+    old, new = existing.provenance["config"], resolved["determining"]
+    # settings at their default are not hashed: name them by their recorded values, not as missing
+    hashed_keys = set(old["settings"]) | set(new["settings"])
+    recorded = existing.details.get("settings") or {}
+    changed = _differences({**old, "settings": {k: recorded.get(k, old["settings"].get(k)) for k in hashed_keys}},
+                           {**new, "settings": {k: resolved["settings"].get(k) for k in hashed_keys}})
     raise HarnessError(f"{path}: holds a result of another configuration ({changed}); use --overwrite or another --out")
 
 

@@ -61,3 +61,25 @@ def select_test_subset(examples: Sequence[Example], limit: int | None) -> list[E
 def exclude_self(demos: Sequence[Example], example: Example) -> tuple[Example, ...]:
     """The demos without any that is the test example itself (same id or same input)."""
     return tuple(d for d in demos if d.id != example.id and d.fields != example.fields)
+
+
+def draw_demo_sets(train: Sequence[Example], per_class: int, sets: int, seed: int,
+                   classes: int) -> list[tuple[Example, ...]]:
+    """`sets` demo sets of `per_class` examples per class, drawn from the cell's k-shot training set.
+
+    Set s is drawn with random.Random(f"{seed}-{s}"), class by class, then shuffled. Asking for every example in
+    one set returns the training set itself, in its order (plain few-shot).
+    """
+    by_class = [[e for e in train if e.label == c] for c in range(classes)]
+    smallest = min(len(members) for members in by_class)
+    if per_class > smallest:
+        raise HarnessError(f"--demos {per_class} per class exceeds the k = {smallest} training examples per class")
+    if sets == 1 and per_class == smallest:
+        return [tuple(train)]
+    drawn = []
+    for s in range(sets):
+        rng = random.Random(f"{seed}-{s}")
+        chosen = [e for members in by_class for e in rng.sample(members, per_class)]
+        rng.shuffle(chosen)
+        drawn.append(tuple(chosen))
+    return drawn

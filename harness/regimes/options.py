@@ -8,7 +8,7 @@ but left out of the config hash.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, replace
+from dataclasses import MISSING, asdict, fields, replace
 from typing import Any, Mapping, Sequence, TypeVar
 
 from harness.errors import HarnessError
@@ -37,9 +37,19 @@ def as_json(settings: Any) -> dict[str, Any]:
 
 
 def hashed(settings: Any) -> dict[str, Any]:
-    """The fields of a settings dataclass that determine results (what the config hash covers)."""
-    kept = {f.name for f in fields(settings) if f.metadata.get("hashed", True)}
-    return {k: v for k, v in as_json(settings).items() if k in kept}
+    """The fields of a settings dataclass that determine results (what the config hash covers).
+
+    A field at its declared default is left out, so that adding an option whose default keeps today's behaviour
+    leaves every finished cell valid; a field that differs (a device's default, a flag) is in.
+    """
+    values = as_json(settings)
+    return {f.name: values[f.name] for f in fields(settings)
+            if f.metadata.get("hashed", True) and values[f.name] != _default(f)}
+
+
+def _default(f: Any) -> Any:
+    value = f.default_factory() if f.default_factory is not MISSING else f.default
+    return list(value) if isinstance(value, tuple) else value
 
 
 def check_choice(flag: str, value: str, known: Sequence[str]) -> None:

@@ -11,7 +11,7 @@ from harness.prompts import answers, render_demo, render_input, render_prefix
 from harness.regimes.calibration import CALIBRATIONS, calibrate, content_free_inputs, mean_probabilities
 from harness.regimes.options import NOT_HASHED, check_at_least, check_choice, overlay
 from harness.regimes.protocol import Device, RegimeRun, Shared
-from harness.sampling import exclude_self
+from harness.sampling import draw_demo_sets, exclude_self
 from harness.types import Cost, Example, FitData, Prediction, Template, TestInput
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ class PromptingSettings:
     """How zero-shot and few-shot score."""
 
     calibration: str = "none"  # --calibration: none, content-free or dev-prior (calibration.py); several: variants
+    demos: int | None = None  # --demos: m demos per class in the prompt, drawn from the k (None: all k)
+    demo_sets: int = 1  # --demo-sets: S demo sets, log-likelihoods averaged (one shared prefix each)
     batch_size: int = field(default=16, metadata=NOT_HASHED)  # --batch-size: prompts packed into one forward
 
 
@@ -47,23 +49,37 @@ class Prompting:
             check_choice("calibration", method, CALIBRATIONS)
             settings = overlay(PromptingSettings(), {**options, "calibration": method}, self.name)
             check_at_least("--batch-size", settings.batch_size, 1)
+            check_at_least("--demo-sets", settings.demo_sets, 1)
+            if settings.demos is not None:
+                check_at_least("--demos", settings.demos, 1)
             variants.append(settings)
         return tuple(variants)
 
     def variant(self, settings: PromptingSettings) -> str:
-        return "" if settings.calibration == "none" else settings.calibration
+        parts = [] if settings.calibration == "none" else [settings.calibration]
+        if self.draws_examples and settings.demos is not None:
+            parts.append(f"m{settings.demos}")
+        if self.draws_examples and settings.demo_sets > 1:
+            parts.append(f"{settings.demo_sets}sets")
+        return "-".join(parts)
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: PromptingSettings,
             seed: int, progress: bool) -> RegimeRun:
         demos = data.train  # empty for zero-shot, which draws none
+        demo_sets = [()] if not demos else draw_demo_sets(
+            demos, settings.demos or len(demos) // len(data.label_names), settings.demo_sets, seed,
+            len(data.label_names))
 
-        def score(inputs: Sequence[Any], bar: bool = False) -> PromptingRun:
+        def score_one(inputs: Sequence[Any], demo_set: tuple[Example, ...], bar: bool) -> PromptingRun:
             # the same inputs after the same demos score the same: calibrated variants reuse the plain scores
-            key = (template.sha256, tuple(d.id for d in demos), tuple((x.id, tuple(x.fields.items())) for x in inputs))
+            key = (template.sha256, tuple(d.id for d in demo_set), tuple((x.id, tuple(x.fields.items())) for x in inputs))
             if key not in shared.scores:
                 shared.scores[key] = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, inputs,
-                                                       demos, settings.batch_size, bar)
+                                                       demo_set, settings.batch_size, bar)
             return shared.scores[key]
+
+        def score(inputs: Sequence[Any], bar: bool = False) -> PromptingRun:
+            return ensemble([score_one(inputs, demo_set, bar) for demo_set in demo_sets])
 
         run = score(data.test, progress)
         dev = score(data.dev) if data.dev else None  # with the same demos
@@ -78,21 +94,41 @@ class Prompting:
         if dev_preds:  # only the leaderboard's choice of template reads it
             details["selection"] = _dev_scores(dev_preds, [e.label for e in data.dev])
             details["dev_ids"] = [e.id for e in data.dev]
-        classes = len(template.verbalizers)
+        classes, in_prompt = len(template.verbalizers), len(demo_sets[0])
         details.update(
-            effective_k={"requested": len(demos) // classes, "min": min(p.n_demos for p in preds) / classes,
+            effective_k={"requested": in_prompt // classes, "min": min(p.n_demos for p in preds) / classes,
                          "mean": sum(p.n_demos for p in preds) / len(preds) / classes},
             context={"max_length": lm.max_length,
-                     "examples_with_demos_dropped": sum(p.n_demos < len(demos) for p in preds),
+                     "examples_with_demos_dropped": sum(p.n_demos < in_prompt for p in preds),
                      "examples_truncated_left": sum(p.truncated_tokens > 0 for p in preds)},
             demo_ids=[e.id for e in demos], tokens_processed=run.stats.tokens, forward_passes=run.stats.forwards,
         )
+        if len(demo_sets) > 1 or in_prompt < len(demos):
+            details["demo_sets"] = [[e.id for e in demo_set] for demo_set in demo_sets]
         cost = Cost(
             # what an uncached forward over the whole prompt, demos included, costs per test example
             inference_flops_per_example=2 * block_parameters(lm.model) * sum(p.prompt_tokens for p in preds) / len(preds),
             total_parameters=sum(p.numel() for p in lm.model.parameters()),
         )
         return RegimeRun(preds, cost, details)
+
+
+def ensemble(runs: Sequence[PromptingRun]) -> PromptingRun:
+    """One run from several demo sets: per example, the class log-likelihoods averaged (then softmaxed); the
+    prompt counts summed over sets (each set's prompt is run), the fewest demos kept."""
+    if len(runs) == 1:
+        return runs[0]
+    from harness.scoring import ScoreStats
+
+    merged = []
+    for preds in zip(*(r.predictions for r in runs)):
+        scores = tuple(sum(column) / len(preds) for column in zip(*(p.scores for p in preds)))
+        norms = tuple(sum(column) / len(preds) for column in zip(*(p.scores_norm for p in preds)))
+        merged.append(replace(preds[0], probs=softmax(scores), scores=scores, scores_norm=norms,
+                              n_demos=min(p.n_demos for p in preds), prompt_tokens=sum(p.prompt_tokens for p in preds),
+                              truncated_tokens=max(p.truncated_tokens for p in preds)))
+    stats = ScoreStats(tokens=sum(r.stats.tokens for r in runs), forwards=sum(r.stats.forwards for r in runs))
+    return PromptingRun(merged, stats)
 
 
 def _calibrated(predictions: Sequence[Prediction], prior: Sequence[float]) -> list[Prediction]:
