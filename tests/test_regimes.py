@@ -216,3 +216,33 @@ def test_calibrated_variants_reuse_the_plain_scores(runner, tmp_path, monkeypatc
     monkeypatch.setattr(prompting, "predict_prompting", counting)
     _eval(runner, tmp_path, "--regimes", "few-shot", "--calibration", "none,dev-prior,content-free")
     assert calls == [7, 4, 3]  # test inputs once, dev inputs once, the three content-free inputs once
+
+
+def test_demo_sets_ensemble_equals_averaging_separate_runs(toy_env, loaded):
+    from harness.cells import draw_for, fit_data
+    from harness.regimes.features import FeatureStore
+    from harness.regimes.prompting import PromptingSettings, predict_prompting, softmax
+    from harness.regimes.protocol import Shared
+    from harness.sampling import draw_demo_sets
+    from harness.types import Cell
+
+    task = load_task("toy")
+    template = load_template(task, "cloze")
+    test = load_examples(task, "test")
+    few = regimes.get_regime("few-shot")
+    settings = PromptingSettings(demos=2, demo_sets=3)
+    draw = draw_for(Cell("toy", "cloze", "few-shot", 4, 13), few, settings, 1, load_examples(task, "train"), [], task)
+    data = fit_data(draw, test, task)
+    run = few.run(loaded, Shared(FeatureStore(loaded.model, loaded.tokenizer)), template, data, settings, 13, False)
+    sets = draw_demo_sets(draw.train, 2, 3, 13, 2)
+    assert len({tuple(e.id for e in s) for s in sets}) == 3 and all(len(s) == 4 for s in sets)
+    assert run.details["demo_sets"] == [[e.id for e in s] for s in sets]
+    separate = [predict_prompting(loaded.model, loaded.tokenizer, loaded.max_length, template, data.test, s, 16).predictions
+                for s in sets]
+    for i, p in enumerate(run.predictions):
+        mean = [sum(r[i].scores[c] for r in separate) / 3 for c in range(2)]
+        assert p.scores == pytest.approx(mean) and p.probs == pytest.approx(softmax(mean))
+    assert few.variant(settings) == "m2-3sets"
+    one = few.run(loaded, Shared(FeatureStore(loaded.model, loaded.tokenizer)), template, data, PromptingSettings(),
+                  13, False)
+    assert one.details["demo_ids"] == [e.id for e in draw.train] and "demo_sets" not in one.details
