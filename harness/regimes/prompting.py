@@ -69,18 +69,7 @@ class Prompting:
         demo_sets = [()] if not demos else draw_demo_sets(
             demos, settings.demos or len(demos) // len(data.label_names), settings.demo_sets, seed,
             len(data.label_names))
-
-        def score_one(inputs: Sequence[Any], demo_set: tuple[Example, ...], bar: bool) -> PromptingRun:
-            # the same inputs after the same demos score the same: calibrated variants reuse the plain scores
-            key = (template.sha256, tuple(d.id for d in demo_set), tuple((x.id, tuple(x.fields.items())) for x in inputs))
-            if key not in shared.scores:
-                shared.scores[key] = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, inputs,
-                                                       demo_set, settings.batch_size, bar)
-            return shared.scores[key]
-
-        def score(inputs: Sequence[Any], bar: bool = False) -> PromptingRun:
-            return ensemble([score_one(inputs, demo_set, bar) for demo_set in demo_sets])
-
+        score = _scorer(lm, shared, template, demo_sets, settings.batch_size)
         run = score(data.test, progress)
         dev = score(data.dev) if data.dev else None  # with the same demos
         preds, dev_preds, details = run.predictions, dev.predictions if dev else [], {}
@@ -111,6 +100,24 @@ class Prompting:
             total_parameters=sum(p.numel() for p in lm.model.parameters()),
         )
         return RegimeRun(preds, cost, details)
+
+
+def _scorer(lm: Any, shared: Shared, template: Template, demo_sets: Sequence[tuple[Example, ...]],
+            batch_size: int) -> Any:
+    """inputs -> their PromptingRun after every demo set, ensembled. The same inputs after the same demos score
+    the same, so each (template, demo set, inputs) is scored once per run: calibrated variants reuse the scores."""
+
+    def one(inputs: Sequence[Any], demo_set: tuple[Example, ...], bar: bool) -> PromptingRun:
+        key = (template.sha256, tuple(d.id for d in demo_set), tuple((x.id, tuple(x.fields.items())) for x in inputs))
+        if key not in shared.scores:
+            shared.scores[key] = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, inputs, demo_set,
+                                                   batch_size, bar)
+        return shared.scores[key]
+
+    def score(inputs: Sequence[Any], bar: bool = False) -> PromptingRun:
+        return ensemble([one(inputs, demo_set, bar) for demo_set in demo_sets])
+
+    return score
 
 
 def ensemble(runs: Sequence[PromptingRun]) -> PromptingRun:
