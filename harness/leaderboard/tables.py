@@ -121,7 +121,9 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         row.append((f"{100 * np.mean(known):.1f}" if len(known) == len(tasks) else "—", False))
         rows.append(row)
     notes = [
-        f"Accuracy (%) at k = {k} examples per class (zero-shot uses none): mean ± sample standard deviation "
+        f"Accuracy (%) at k = {k} examples per class (zero-shot learns from none, but picks among templates on a "
+        "dev set of up to 16 labelled examples per class drawn with seed 0; dev-prior reads those inputs, not their "
+        "labels): mean ± sample standard deviation "
         "(ddof = 1) over seeds, number of seeds in brackets (one run, as for zero-shot, which draws no examples, "
         "has no std). Where a task has several templates, each seed's "
         "template is the one with the best dev accuracy, then the lowest dev loss, then the first by name (else "

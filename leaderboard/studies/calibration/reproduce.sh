@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Calibrated prompting, before and after (issue "Fair prompting"): zero-shot and few-shot, each plain and with
+# the two label-free calibrations, on sst2, subj, trec and bbc_news at k = 16 per class, 5 seeds, 500 test
+# examples, every template (each seed's dev set picks one). CPU fp32; about an hour on 2 cores.
+#   bash leaderboard/studies/calibration/reproduce.sh [DATA_DIR] [RUN_DIR]
+set -euo pipefail
+DATA=${1:-../shared/data}
+RUNS=${2:-runs/calibration}
+harness eval --tasks sst2,subj,trec,bbc_news --regimes zero-shot,few-shot --calibration none,content-free,dev-prior \
+  --k 16 --seeds 13,21,42,87,100 --limit 500 --templates all --data-dir "$DATA" --out "$RUNS"
+harness leaderboard "$RUNS" --out leaderboard/studies/calibration --k 16
