@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterator
 
 from harness.errors import HarnessError
@@ -95,16 +96,9 @@ def top_blocks_only(parts: Anatomy, blocks: Any, final_norm: Any) -> Iterator[No
     Learned position embeddings (GPT-2) were already added to those hidden states, so they are zeroed here;
     per-block settings listed in the config (Gemma 3's layer_types) are cut to the same top blocks.
     """
-    import torch
-    from torch import nn
-
-    class _NoPositions(nn.Module):
-        def forward(self, positions: torch.Tensor) -> torch.Tensor:
-            return torch.zeros(*positions.shape, parts.hidden_size, device=positions.device)
-
     swaps = {parts.names.blocks: blocks, parts.names.final_norm: final_norm}
     if parts.names.position_embeddings:
-        swaps[parts.names.position_embeddings] = _NoPositions()
+        swaps[parts.names.position_embeddings] = _no_positions(parts.hidden_size)
     saved = {name: getattr(parts.decoder, name) for name in swaps}
     config = parts.decoder.config
     # Gemma 3 picks each block's attention (sliding or global) as config.layer_types[position in the loop]
@@ -120,3 +114,20 @@ def top_blocks_only(parts: Anatomy, blocks: Any, final_norm: Any) -> Iterator[No
             setattr(parts.decoder, name, module)
         if layer_types is not None:
             config.layer_types = layer_types
+
+
+@lru_cache(maxsize=8)
+def _no_positions(hidden_size: int) -> Any:
+    """A position embedding that adds nothing: (..., positions) -> zeros (..., positions, hidden_size).
+
+    Made once per width (this runs at every training step), and here rather than at import: importing this
+    module must not import torch (the leaderboard reads the registry).
+    """
+    import torch
+    from torch import nn
+
+    class NoPositions(nn.Module):
+        def forward(self, positions: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(*positions.shape, hidden_size, device=positions.device)
+
+    return NoPositions()

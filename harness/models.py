@@ -8,12 +8,12 @@ import logging
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from harness.errors import HarnessError
+from harness.locks import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -127,31 +127,14 @@ def ensure_embedded_converted() -> tuple[Path, dict[str, Any]]:
     marker = folder / "harness-identity.json"
     if marker.is_file():
         return folder, json.loads(marker.read_text())
-    with _conversion_lock(folder):  # two first runs at once: one converts, the other waits and reuses it
+    # two first runs at once: one converts, the other waits for it and reuses its folder
+    with exclusive(folder.with_name(folder.name + ".lock"), wait=True):
         if marker.is_file():
             return folder, json.loads(marker.read_text())
         log.info("converting %s to safetensors in %s (once)", gguf, folder)
         identity = {"source": "embedded", "id": EMBEDDED_ALIAS, "file": gguf.name, "sha256": _sha256_file(gguf)}
         _convert_gguf(gguf, folder, identity)
     return folder, identity
-
-
-@contextmanager
-def _conversion_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock beside the cache folder (flock: released when the process ends, however it ends)."""
-    import fcntl
-
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(folder.with_name(folder.name + ".lock"), "a", encoding="utf-8")
-    except OSError as exc:
-        raise HarnessError(f"model cache {folder.parent}: cannot write ({exc.strerror or exc}); set {CACHE_ENV}") from exc
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert_gguf(gguf: Path, folder: Path, identity: dict[str, Any]) -> None:

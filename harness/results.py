@@ -8,13 +8,13 @@ import os
 import statistics
 import subprocess
 import tempfile
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.locks import exclusive
 from harness.types import ALL_K, CellResult, Prediction
 
 
@@ -85,13 +85,11 @@ def write_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
-        raise HarnessError(f"cannot write {path}: {exc.strerror or exc} (files written before are kept)") from exc
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise HarnessError(f"cannot write {path}: {exc.strerror or exc} (files written before are kept)") from exc
         raise
 
 
@@ -104,33 +102,10 @@ def check_writable(folder: Path) -> None:
     probe.unlink(missing_ok=True)
 
 
-@contextmanager
-def cell_lock(json_path: Path) -> Iterator[int | None]:
-    """Hold `<cell>.lock` while a cell is computed: yields None when held here, else the pid holding it.
-
-    Two `harness eval` on one run folder then never compute the same cell twice or interleave its files; the lock
-    goes with the process (flock), so a killed run leaves nothing to clean up.
-    """
-    import fcntl
-
-    path = json_path.with_name(f".{json_path.stem}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            yield int(holder) if holder.isdigit() else -1
-            return
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield None
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def cell_lock(json_path: Path) -> Any:
+    """Hold `.<cell>.lock` while a cell is computed (a context yielding None when held here, else the pid holding
+    it): two `harness eval` on one run folder never compute the same cell twice or interleave its files."""
+    return exclusive(json_path.with_name(f".{json_path.stem}.lock"), wait=False)
 
 
 def read_run_folder(folder: Path) -> list[CellResult]:

@@ -70,6 +70,7 @@ class _TaskData:
     validation: list[Example]
     test: list[Example]
     templates: list[Template]
+    test_sha256: str  # identifies the test examples by content, wherever the files live
 
 
 @dataclass
@@ -208,7 +209,7 @@ def _load_task_data(name: str, config: EvalConfig, plan: _Plan) -> _TaskData:
     needs_validation = ALL_K in config.k and any(
         r.draws_examples and r.takes_all_k and r.needs_dev(s, len(templates)) for r, s in variants)
     validation = load_examples(task, "validation", config.data_dir) if needs_validation else []
-    return _TaskData(task, train, validation, test, templates)
+    return _TaskData(task, train, validation, test, templates, _examples_hash(test))
 
 
 def _limited_test(task: TaskSpec, config: EvalConfig) -> list[Example]:
@@ -238,7 +239,7 @@ def _resolved_config(config: EvalConfig, d: _TaskData, template: Template, cell:
     determining = {
         "task": d.task.name, "task_version": d.task.version, "template": template.name,
         "template_sha256": template.sha256, "regime": cell.regime, "variant": cell.variant, "k": cell.k,
-        "seed": cell.seed, "model": config.model, "test_sha256": _examples_hash(d.test),
+        "seed": cell.seed, "model": config.model, "test_sha256": d.test_sha256,
         "dev": regime.needs_dev(settings, len(d.templates)), "settings": hashed(settings),
         "device": plan.device.kind, "dtype": plan.device.dtype,
     }

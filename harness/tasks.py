@@ -252,11 +252,11 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _load_with_datasets(task: TaskSpec, split: str) -> list[dict]:
-    import datasets
-
     spec = task.dataset
     if spec.data_files:
         return _read_local_split(task, split)
+    import datasets  # only for the hub: importing it takes seconds
+
     try:
         ds = datasets.load_dataset(spec.hub, spec.name, revision=spec.revision, split=task.splits[split])
     except Exception as exc:  # datasets raises many types for offline / missing / bad split

@@ -32,7 +32,6 @@ def regime_order(label: str) -> tuple[int, str]:
     return (order_of(label.split(" ")[0]), label)
 
 
-_predictions = load_predictions  # cached there: each file is read once, when collected
 
 
 def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +61,7 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
 
 def correctness(paths: list[str]) -> pd.Series:
     """Per test id: share of the given cells that got it right (1/0 for one cell)."""
-    frames = [_predictions(p).set_index("id") for p in paths]
+    frames = [load_predictions(p).set_index("id") for p in paths]
     hits = [(f["pred"] == f["gold"]).astype(float) for f in frames]
     return pd.concat(hits, axis=1).mean(axis=1)
 
@@ -181,7 +180,7 @@ def _majority(cells: pd.DataFrame, task: str) -> float | None:
     paths = [p for p in cells[cells["task"] == task]["predictions"] if isinstance(p, str)]
     if not paths:
         return None
-    gold = _predictions(paths[0])["gold"]
+    gold = load_predictions(paths[0])["gold"]
     return float(gold.value_counts().iloc[0] / len(gold))
 
 
@@ -189,7 +188,7 @@ def _random(cells: pd.DataFrame, task: str) -> float | None:
     paths = [p for p in cells[cells["task"] == task]["predictions"] if isinstance(p, str)]
     if not paths:
         return None
-    return 1.0 / len(_predictions(paths[0])["probs"].iloc[0])
+    return 1.0 / len(load_predictions(paths[0])["probs"].iloc[0])
 
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
@@ -256,7 +255,7 @@ def calibration_table(cells: pd.DataFrame, k: int) -> Table:
         eces, briers = [], []
         for paths in g["predictions"]:
             for path in paths:
-                frame = _predictions(path)
+                frame = load_predictions(path)
                 probs, gold = np.array(frame["probs"].tolist()), frame["gold"].to_numpy()
                 eces.append(expected_calibration_error(probs, gold))
                 briers.append(brier_score(probs, gold))
