@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_file import write_section
 
 from harness.backbone import anatomy
 from harness.cells import draw_for, fit_data
@@ -132,7 +133,7 @@ def main() -> None:
     rss = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
     pad = fit.details["padding_fraction"]
     lines = [
-        MARK + " (`python bench/fine_tuning.py`)".replace("fine_tuning", "finetuning"), "",
+        MARK + " (`python bench/finetuning.py`)", "",
         f"Same machine as above, with no other job running; bbc_news, template `short`, k = 16 per class, seed 13; "
         f"{len(texts['train'])} train, {len(texts['dev'])} dev, {len(texts['test'])} test inputs; "
         f"{time.strftime('%Y-%m-%d')}.", "",
@@ -149,10 +150,7 @@ def main() -> None:
         f"and predicts the test set), the Trainer's `trainer.train()`. Dev history: {history}.",
         "",
     ]
-    results = HERE / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    text = text.split(MARK)[0].rstrip() + "\n\n" + "\n".join(lines)
-    results.write_text(text)
+    write_section(MARK, lines)
     print("\n".join(lines))
 
 

@@ -1,6 +1,6 @@
 """Prompting benchmark (not a test): shortcuts vs naive scoring, achieved FLOP/s, the default run end to end.
 
-    python bench/prompting.py --data-dir ../shared/data        # writes bench/RESULTS.md
+    python bench/prompting.py --data-dir ../shared/data        # writes its section of bench/RESULTS.md
 
 All ratios are measured in one run on one machine. The naive few-shot baseline (one forward per prompt and
 answer, each repeating all 32 demos) is timed on a subset and compared per example.
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from results_file import write_section
 
 from harness.models import load_model
 from harness.prompts import answers, load_template, render_input, render_prefix
@@ -108,7 +109,6 @@ def main() -> None:
 def write_results(args, rows, reference, first, rerun, env_cache) -> None:
     cpu = platform.processor() or platform.machine()
     lines = [
-        "# Benchmark results", "",
         "## Prompting (`python bench/prompting.py --data-dir ../shared/data`)", "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} threads, "
         f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; model smollm2-135m (fp32); sst2 template `lmbff`, "
@@ -140,7 +140,7 @@ def write_results(args, rows, reference, first, rerun, env_cache) -> None:
         f"rerun from finished cells: **{rerun:.1f} s** (target ≤ 10 s, {'met' if rerun <= 10 else 'missed'}).",
         "",
     ]
-    Path(args.out).write_text("\n".join(lines))
+    write_section("## Prompting", lines, Path(args.out))
     print("\n".join(lines))
 
 

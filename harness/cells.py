@@ -16,25 +16,22 @@ from harness.results import harness_provenance
 from harness.sampling import TEST_SUBSET_SEED, KShotDraw, draw_kshot
 from harness.types import ALL_K, Cell, CellResult, Example, FitData, Prediction, TaskSpec, Template, TestInput
 
-ZERO_SHOT_DEV_K, ZERO_SHOT_DEV_SEED = 16, 0  # a regime that draws nothing: its dev set for choosing a template
-
-
 def draw_for(cell: Cell, regime: Regime, settings: Any, templates: int, train: Sequence[Example],
              validation: Sequence[Example], task: TaskSpec) -> KShotDraw:
     """The cell's training set and dev set: k per class with the seed, or the whole train split (k = all).
 
-    A dev set is drawn when the regime asks for one, given how many templates the run compares.
+    A dev set is drawn when the regime asks for one, given how many templates the run compares. A regime that
+    learns from no examples (zero-shot) gets the dev set alone: the same one the other regimes select on at
+    that k and seed.
     """
     with_dev = regime.needs_dev(settings, templates)
-    if not regime.draws_examples:
-        if not with_dev:
-            return KShotDraw((), ())
-        smallest = min(sum(e.label == c for e in train) for c in range(len(task.label_names)))
-        dev = draw_kshot(train, min(ZERO_SHOT_DEV_K, smallest), ZERO_SHOT_DEV_SEED, task.label_names).train
-        return KShotDraw((), dev)
+    if cell.seed is None:  # one cell for every seed: nothing drawn
+        return KShotDraw((), ())
     if cell.k == ALL_K:
-        return KShotDraw(tuple(train), tuple(validation) if with_dev else ())
-    return draw_kshot(train, cell.k, cell.seed, task.label_names, with_dev=with_dev)
+        draw = KShotDraw(tuple(train), tuple(validation) if with_dev else ())
+    else:
+        draw = draw_kshot(train, cell.k, cell.seed, task.label_names, with_dev=with_dev)
+    return draw if regime.draws_examples else KShotDraw((), draw.dev)
 
 
 def fit_data(draw: KShotDraw, test: Sequence[Example], task: TaskSpec) -> FitData:

@@ -128,6 +128,15 @@ def _limit(ctx: click.Context, param: click.Parameter, value: str) -> int | None
         raise click.BadParameter(f"must be a number of examples or 'all', got '{value}'") from None
 
 
+def _demos(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    if value is None or value in ("dev", "all"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"must be a number of demos per class, 'all' or 'dev', got '{value}'") from None
+
+
 DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the hub dataset."
 
 
@@ -168,8 +177,9 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
                    "[default: the device in use].")
 @click.option("--grad-accum", default=None, type=int, help="full: micro-batches per optimizer step [default: 1].")
 @click.option("--gradient-checkpointing", is_flag=True, default=None, help="full: trade compute for memory.")
-@click.option("--demos", default=None, type=int,
-              help="few-shot: demos per class in the prompt, drawn from the k [default: all k].")
+@click.option("--demos", default=None, callback=_demos,
+              help="few-shot: demos per class in the prompt, drawn from the k; 'all' for every one; 'dev' chooses "
+                   "among 1, 2, 4, ... and k on the dev set [default: dev].")
 @click.option("--demo-sets", default=None, type=int,
               help="few-shot: demo sets whose log-likelihoods are averaged [default: 1].")
 @click.option("--calibration", default=None, callback=lambda ctx, param, value: _names(ctx, param, value) if value else None,

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from harness.cells import draw_for, failed_result, run_cell, with_provenance
 from harness.errors import CellFailed, HarnessError
 from harness.prompts import select_templates
-from harness.regimes import get_regime, regime_names
+from harness.regimes import get_regime, regime_names, seeded
 from harness.regimes.options import as_json, hashed
 from harness.regimes.protocol import Device, Regime, Shared
 from harness.results import (cell_lock, check_writable, config_hash, model_slug, read_result, write_cell,
@@ -206,8 +206,7 @@ def _load_task_data(name: str, config: EvalConfig, plan: _Plan) -> _TaskData:
     variants = [(plan.regimes[name], s) for name, by_variant in plan.settings.items() for s in by_variant.values()]
     needs_train = any(r.draws_examples or r.needs_dev(s, len(templates)) for r, s in variants)
     train = load_examples(task, "train", config.data_dir) if needs_train else []
-    needs_validation = ALL_K in config.k and any(
-        r.draws_examples and r.takes_all_k and r.needs_dev(s, len(templates)) for r, s in variants)
+    needs_validation = ALL_K in config.k and any(r.takes_all_k and r.needs_dev(s, len(templates)) for r, s in variants)
     validation = load_examples(task, "validation", config.data_dir) if needs_validation else []
     return _TaskData(task, train, validation, test, templates, _examples_hash(test))
 
@@ -220,8 +219,8 @@ def _cells(d: _TaskData, config: EvalConfig, plan: _Plan) -> list[Cell]:
     cells = []
     for template in d.templates:
         for name, regime in plan.regimes.items():
-            for variant in plan.settings[name]:
-                if not regime.draws_examples:
+            for variant, settings in plan.settings[name].items():
+                if not seeded(regime, settings, len(d.templates)):
                     cells.append(Cell(d.task.name, template.name, name, 0, None, variant))
                     continue
                 for k in config.k:

@@ -38,8 +38,13 @@ def test_eval_writes_cells_and_summary_then_skips_them(runner, tmp_path):
     first = run(runner, *args)
     assert first.exit_code == 0, first.output
     cells = sorted(p.name for p in tmp_path.rglob("*.json"))
-    # 2 templates x (zero-shot + 2 few-shot seeds)
-    assert len(cells) == 6 and "few-shot_k2_seed21.json" in cells
+    # 2 templates x 2 seeds x (zero-shot + few-shot): zero-shot compares templates, so on each seed's dev set
+    assert len(cells) == 8 and "few-shot_k2_seed21.json" in cells and "zero-shot_k2_seed21.json" in cells
+    for seed in (13, 21):
+        zero, few = (json.loads(next(tmp_path.rglob(f"{r}_k2_seed{seed}.json")).read_text()) for r in ("zero-shot", "few-shot"))
+        assert zero["dev_ids"] == few["dev_ids"] and len(zero["dev_ids"]) == 4 and zero["demo_ids"] == []
+    zero_13, zero_21 = (next(tmp_path.rglob(f"zero-shot_k2_seed{s}.jsonl")).read_text() for s in (13, 21))
+    assert zero_13 == zero_21  # the test predictions do not depend on the dev set
     result = json.loads(next(tmp_path.rglob("few-shot_k2_seed13.json")).read_text())
     for key in ("metrics", "n", "effective_k", "wall_time_s", "tokens_processed", "task_version", "template_sha256",
                 "model", "seeds", "harness", "config", "config_hash", "demo_ids"):
@@ -50,11 +55,11 @@ def test_eval_writes_cells_and_summary_then_skips_them(runner, tmp_path):
     assert len(rows) == 7 and {"id", "gold", "pred", "probs", "loglik"} <= set(json.loads(rows[0]))
 
     again = run(runner, *args)
-    assert again.exit_code == 0 and "0 cells computed, 6 found on disk" in again.output
+    assert again.exit_code == 0 and "0 cells computed, 8 found on disk" in again.output
     assert runner.model_loads == ["smollm2-135m"]  # the rerun never loaded the model
 
     over = run(runner, *args, "--overwrite")
-    assert "6 cells computed" in over.output
+    assert "8 cells computed" in over.output
 
 
 def test_same_seed_same_numbers(runner, tmp_path):
@@ -66,8 +71,8 @@ def test_same_seed_same_numbers(runner, tmp_path):
 
 
 def test_changed_config_in_the_same_out_is_refused(runner, tmp_path):
-    run(runner, "eval", "--tasks", "toy", "--regimes", "zero-shot", "--out", str(tmp_path), "--limit", "3")
-    changed = runner.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot", "--out", str(tmp_path),
+    run(runner, "eval", "--tasks", "toy", "--regimes", "zero-shot", "--templates", "cloze", "--out", str(tmp_path), "--limit", "3")
+    changed = runner.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot", "--templates", "cloze", "--out", str(tmp_path),
                                   "--limit", "5"])
     assert changed.exit_code == 2 and "holds a result of another configuration" in changed.output
 
@@ -97,7 +102,7 @@ TOY = (FIXTURES / "tasks" / "toy.yaml").read_text()
         (["--tasks", "toy", "--templates", "nope"], None, "unknown template 'nope' for task 'toy'"),
         (["--tasks", "toy", "--regimes", "few-shot,lora"], None, "unknown regime 'lora'"),
         (["--tasks", "toy", "--templates", "cloze", "--regimes", "few-shot", "--k", "9"], None,
-         "k=9 per class needs 9 train examples of class 'positive', the train split has 8"),
+         "k=9 per class plus a dev set of 9 needs 18 train examples of class 'negative', the train split has 12"),
         (["--tasks", "toy"], {"text": TOY + "extra: 1\n"}, "unknown key 'extra'"),
         (["--tasks", "toy"], {"text": TOY.replace("version: 1", "version: [1")}, "malformed YAML"),
         (["--tasks", "toy"], {"rows": '{"text": "x", "label": 5}\n'}, "label 5 is outside label_names"),
@@ -122,7 +127,7 @@ def _offline_cli(tmp_path, *args, env=None):
 
 
 def test_unreachable_hub_model_offline(tmp_path):
-    result = _offline_cli(tmp_path, "eval", "--tasks", "toy", "--regimes", "zero-shot", "--model",
+    result = _offline_cli(tmp_path, "eval", "--tasks", "toy", "--regimes", "zero-shot", "--templates", "cloze", "--model",
                           "no-such-org/no-such-model")
     assert result.returncode == 2 and "model 'no-such-org/no-such-model'" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -173,7 +178,7 @@ def test_several_templates_give_prompting_cells_a_dev_score(runner, tmp_path):
                  "--templates", "all", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     few = json.loads(next(tmp_path.rglob("cloze/few-shot_k2_seed13.json")).read_text())
-    zero = json.loads(next(tmp_path.rglob("cloze/zero-shot_k0.json")).read_text())
+    zero = json.loads(next(tmp_path.rglob("cloze/zero-shot_k2_seed13.json")).read_text())
     for cell in (few, zero):
         assert 0 <= cell["selection"]["dev_accuracy"] <= 1 and cell["dev_ids"]
     assert not set(few["dev_ids"]) & set(few["demo_ids"]) and len(few["dev_ids"]) == 4

@@ -127,6 +127,22 @@ def test_dev_selected_template_per_seed(tmp_path):
     assert seeds.loc[21, "accuracy"] == pytest.approx(0.8)
 
 
+def test_zero_shot_selects_its_template_on_each_seeds_dev_set(tmp_path):
+    root = tmp_path / "runs"
+    write_cell(root, "t1", "a", "zero-shot", 16, 13, RIGHT, dev=0.9)
+    write_cell(root, "t1", "b", "zero-shot", 16, 13, HALF, dev=0.4)
+    write_cell(root, "t1", "a", "zero-shot", 16, 21, RIGHT, dev=0.2)
+    write_cell(root, "t1", "b", "zero-shot", 16, 21, HALF, dev=0.7)
+    write_cell(root, "t1", "a", "zero-shot", 8, 13, HALF, dev=0.9)  # another k: not in the k = 16 table
+    table = main_table(collect([root]).cells, 16)
+    assert {row[0][0]: row for row in table.rows}["zero-shot"][1][0].startswith("75.0 ± 35.4 (2)")
+    assert "the same k = 16 labelled examples per class" in table.notes[0] and "seed 0" not in table.notes[0]
+    old = tmp_path / "old"  # harness 0.2: one unseeded cell per template, chosen on a seed-0 dev set
+    write_cell(old, "t1", "a", "zero-shot", 0, None, RIGHT, dev=0.9)
+    write_cell(old, "t1", "b", "zero-shot", 0, None, HALF, dev=0.4)
+    assert "drawn with seed 0" in main_table(collect([old]).cells, 16).notes[0]
+
+
 def test_merge_and_dedup(runs, tmp_path):
     other = tmp_path / "copy"
     shutil.copytree(runs, other)

@@ -181,7 +181,7 @@ def test_calibrated_prompting_variants(runner, tmp_path):
     result = _eval(runner, tmp_path, "--regimes", "zero-shot,few-shot", "--calibration", "none,content-free,dev-prior")
     names = sorted(p.name for p in tmp_path.rglob("*.json"))
     assert names == ["few-shot-content-free_k2_seed13.json", "few-shot-dev-prior_k2_seed13.json",
-                     "few-shot_k2_seed13.json", "zero-shot-content-free_k0.json", "zero-shot-dev-prior_k0.json",
+                     "few-shot_k2_seed13.json", "zero-shot-content-free_k0.json", "zero-shot-dev-prior_k2_seed13.json",
                      "zero-shot_k0.json"]
     assert "| toy | few-shot (content-free) | 2 |" in result.output
     plain = _rows(tmp_path, "few-shot_k2_seed13")
@@ -193,7 +193,9 @@ def test_calibrated_prompting_variants(runner, tmp_path):
             assert calibrated["loglik"] == pytest.approx(raw["loglik"])  # the same scores...
             assert calibrated["probs"] == pytest.approx(list(calibrate(softmax(raw["loglik"]), prior)))  # ...divided
             assert calibrated["pred"] == max(range(2), key=calibrated["probs"].__getitem__)
-    assert _cell(tmp_path, "zero-shot-dev-prior_k0")["dev_ids"]  # dev-prior draws a dev set, even for zero-shot
+    # dev-prior reads a dev set, even for zero-shot: the seed's, the one few-shot selects on
+    assert _cell(tmp_path, "zero-shot-dev-prior_k2_seed13")["dev_ids"] == \
+        _cell(tmp_path, "few-shot-dev-prior_k2_seed13")["dev_ids"]
     assert "dev_ids" not in _cell(tmp_path, "zero-shot_k0")  # one template: nothing to choose, no dev set
     assert sum(_cell(tmp_path, "zero-shot_k0")["predicted_distribution"].values()) == pytest.approx(1)
 
@@ -214,14 +216,14 @@ def test_calibrated_variants_reuse_the_plain_scores(runner, tmp_path, monkeypatc
         return original(model, tokenizer, max_length, template, inputs, demos, *args, **kwargs)
 
     monkeypatch.setattr(prompting, "predict_prompting", counting)
-    _eval(runner, tmp_path, "--regimes", "few-shot", "--calibration", "none,dev-prior,content-free")
+    _eval(runner, tmp_path, "--regimes", "few-shot", "--calibration", "none,dev-prior,content-free", "--demos", "all")
     assert calls == [7, 4, 3]  # test inputs once, dev inputs once, the three content-free inputs once
 
 
 def test_demo_sets_ensemble_equals_averaging_separate_runs(toy_env, loaded):
     from harness.cells import draw_for, fit_data
     from harness.regimes.features import FeatureStore
-    from harness.regimes.prompting import PromptingSettings, predict_prompting, softmax
+    from harness.regimes.prompting import FewShotSettings, predict_prompting, softmax
     from harness.regimes.protocol import Shared
     from harness.sampling import draw_demo_sets
     from harness.types import Cell
@@ -230,7 +232,7 @@ def test_demo_sets_ensemble_equals_averaging_separate_runs(toy_env, loaded):
     template = load_template(task, "cloze")
     test = load_examples(task, "test")
     few = regimes.get_regime("few-shot")
-    settings = PromptingSettings(demos=2, demo_sets=3)
+    settings = FewShotSettings(demos=2, demo_sets=3)
     draw = draw_for(Cell("toy", "cloze", "few-shot", 4, 13), few, settings, 1, load_examples(task, "train"), [], task)
     data = fit_data(draw, test, task)
     run = few.run(loaded, Shared(FeatureStore(loaded.model, loaded.tokenizer)), template, data, settings, 13, False)
@@ -243,6 +245,41 @@ def test_demo_sets_ensemble_equals_averaging_separate_runs(toy_env, loaded):
         mean = [sum(r[i].scores[c] for r in separate) / 3 for c in range(2)]
         assert p.scores == pytest.approx(mean) and p.probs == pytest.approx(softmax(mean))
     assert few.variant(settings) == "m2-3sets"
-    one = few.run(loaded, Shared(FeatureStore(loaded.model, loaded.tokenizer)), template, data, PromptingSettings(),
-                  13, False)
+    one = few.run(loaded, Shared(FeatureStore(loaded.model, loaded.tokenizer)), template, data,
+                  FewShotSettings(demos="all"), 13, False)
     assert one.details["demo_ids"] == [e.id for e in draw.train] and "demo_sets" not in one.details
+
+
+def test_demos_chosen_on_dev_equal_a_run_with_that_many(runner, tmp_path):
+    """--demos dev (the default) tries m = 1, 2, 4 at k = 4 on the dev set, keeps the best by the stated rule,
+    and its test predictions are those of a run given that m; test inputs are scored for the chosen m only."""
+    _eval(runner, tmp_path / "dev", "--regimes", "few-shot", "--k", "4")
+    cell = _cell(tmp_path / "dev", "few-shot_k4_seed13")
+    chosen = cell["demos_selection"]
+    assert chosen["grid"] == [1, 2, 4] and len(chosen["dev_accuracy"]) == len(chosen["dev_loss"]) == 3
+    best = min(range(3), key=lambda i: (-chosen["dev_accuracy"][i], chosen["dev_loss"][i], chosen["grid"][i]))
+    assert chosen["chosen"] == chosen["grid"][best] and chosen["edge"] == (best in (0, 2))
+    assert cell["selection"]["dev_accuracy"] == chosen["dev_accuracy"][best]
+    m = chosen["chosen"]
+    _eval(runner, tmp_path / "fixed", "--regimes", "few-shot", "--k", "4", "--demos", str(m))
+    fixed_name = "few-shot-m%d_k4_seed13" % m
+    for a, b in zip(_rows(tmp_path / "dev", "few-shot_k4_seed13"), _rows(tmp_path / "fixed", fixed_name)):
+        assert a["loglik"] == pytest.approx(b["loglik"]) and a["pred"] == b["pred"]
+    # the cell's own cost: the test pass plus the dev pass of every m tried
+    assert cell["tokens_processed"] > _cell(tmp_path / "fixed", fixed_name)["tokens_processed"]
+
+
+def test_demo_grid():
+    from harness.regimes.prompting import demo_grid
+
+    assert demo_grid(1) == [1] and demo_grid(16) == [1, 2, 4, 8, 16] and demo_grid(12) == [1, 2, 4, 8, 12]
+
+
+def test_few_shot_cells_of_harness_0_2_do_not_match_the_dev_chosen_default():
+    """0.2 put all k demos in the prompt with the field at its default (not hashed); the new default must hash
+    differently, or an old cell would be taken for a new one."""
+    from harness.regimes.options import hashed
+    from harness.regimes.prompting import FewShotSettings, PromptingSettings
+
+    assert hashed(FewShotSettings()) == {"demos": "dev"} and hashed(FewShotSettings(demos="all")) == {"demos": "all"}
+    assert hashed(PromptingSettings()) == {}  # zero-shot's cells keep their hash

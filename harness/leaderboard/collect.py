@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.regimes import REGISTRY, draws_examples, is_prompting
+from harness.regimes import REGISTRY, is_prompting
 from harness.types import CellResult
 
 KEY = ["model", "task", "template", "regime", "k", "seed"]  # regime = its label, variant included
@@ -85,7 +85,8 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
     return {
         "model": model_name(provenance.get("model")), "task": cell.task, "template": cell.template,
         "regime": cell.label, "base_regime": cell.regime, "k": cell.k, "seed": cell.seed, "n": result.n,
-        "draws_examples": draws_examples(cell.regime), "prompting": is_prompting(cell.regime),
+        "seeded": cell.seed is not None,  # drawn at a k with a seed (zero-shot too, when it selects on dev)
+        "prompting": is_prompting(cell.regime),
         **{f"metric_{k}": v for k, v in result.metrics.items()},
         "dev_accuracy": (result.details.get("selection") or {}).get("dev_accuracy"),
         "dev_loss": (result.details.get("selection") or {}).get("dev_loss"),
@@ -114,7 +115,7 @@ def _dedup(cells: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
             )
         keep.append(group.iloc[-1])
     frame = pd.DataFrame(keep).drop(columns="seed_key").reset_index(drop=True)
-    return frame.astype({"draws_examples": bool, "prompting": bool})
+    return frame.astype({"seeded": bool, "prompting": bool})
 
 
 def _predictions_match(path: Path, n: int, problems: list[str]) -> bool:

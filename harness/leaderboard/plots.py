@@ -25,7 +25,7 @@ def learning_curve_plots(curves: pd.DataFrame, out: Path) -> list[Path]:
         for regime in sorted(c["regime"].unique(), key=regime_order):
             line = c[c["regime"] == regime].sort_values("k")
             ax.plot(line["k"], 100 * line["mean"], marker="o", label=regime,
-                    linestyle="-" if line["draws_examples"].all() else "--")
+                    linestyle="-" if line["seeded"].all() else "--")
             ax.fill_between(line["k"], 100 * (line["mean"] - line["std"]), 100 * (line["mean"] + line["std"]), alpha=0.15)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(c["k"].unique()), [str(k) for k in sorted(c["k"].unique())])
@@ -40,7 +40,7 @@ def learning_curve_plots(curves: pd.DataFrame, out: Path) -> list[Path]:
 
 def cost_scatter(cells: pd.DataFrame, k: int, out: Path) -> Path | None:
     """Accuracy against the compute to train once and answer 1000 test examples (log scale)."""
-    at_k = cells[(cells["k"] == k) | ~cells["draws_examples"]]
+    at_k = cells[(cells["k"] == k) | ~cells["seeded"]]
     if at_k.empty:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.6))

@@ -50,7 +50,7 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             chosen, rule = group, "mean"
         rows.append({
             "model": key[0], "task": key[1], "regime": key[2], "k": key[3], "seed": key[4],
-            "draws_examples": bool(group["draws_examples"].iloc[0]), "prompting": bool(group["prompting"].iloc[0]),
+            "seeded": bool(group["seeded"].iloc[0]), "prompting": bool(group["prompting"].iloc[0]),
             "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
             "macro_f1": chosen["metric_macro_f1"].mean() if "metric_macro_f1" in chosen else math.nan,
             "largest_class_share": chosen["largest_class_share"].astype(float).max(),
@@ -81,7 +81,7 @@ def _p_text(p: float) -> str:
 def main_table(cells: pd.DataFrame, k: int) -> Table:
     """Regimes and baselines × tasks at the headline k: mean ± sample std over seeds, best bold, ties marked."""
     seeds = per_seed(cells)
-    at_k = seeds[(seeds["k"] == k) | ~seeds["draws_examples"]]
+    at_k = seeds[(seeds["k"] == k) | ~seeds["seeded"]]
     tasks = sorted(at_k["task"].unique())
     regimes = sorted(at_k["regime"].unique(), key=regime_order)
     stats_by = {(t, r): g for (t, r), g in at_k.groupby(["task", "regime"])}
@@ -120,11 +120,9 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         row.append((f"{100 * np.mean(known):.1f}" if len(known) == len(tasks) else "—", False))
         rows.append(row)
     notes = [
-        f"Accuracy (%) at k = {k} examples per class (zero-shot learns from none, but picks among templates on a "
-        "dev set of up to 16 labelled examples per class drawn with seed 0; dev-prior reads those inputs, not their "
-        "labels): mean ± sample standard deviation "
-        "(ddof = 1) over seeds, number of seeds in brackets (one run, as for zero-shot, which draws no examples, "
-        "has no std). Where a task has several templates, each seed's "
+        f"Accuracy (%) at k = {k} examples per class ({_zero_shot_dev_note(at_k, k)}): mean ± sample standard "
+        "deviation (ddof = 1) over seeds, number of seeds in brackets (one run, as for a zero-shot that compares "
+        "no templates and so draws nothing, has no std). Where a task has several templates, each seed's "
         "template is the one with the best dev accuracy, then the lowest dev loss, then the first by name (else "
         "the mean over templates).",
         "Bold: best regime per task. †: not significantly different from the best (p ≥ 0.05) under a two-sided "
@@ -144,7 +142,7 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
 def balance_table(cells: pd.DataFrame, k: int) -> Table:
     """Per task × regime at the headline k: accuracy next to macro-F1, and how much one class dominates."""
     seeds = per_seed(cells)
-    at_k = seeds[(seeds["k"] == k) | ~seeds["draws_examples"]]
+    at_k = seeds[(seeds["k"] == k) | ~seeds["seeded"]]
     rows = []
     for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         share = g["largest_class_share"].astype(float)
@@ -159,6 +157,18 @@ def balance_table(cells: pd.DataFrame, k: int) -> Table:
     return Table(f"Prediction balance (k = {k})", ["task", "regime", "accuracy %", "macro-F1 %",
                                                    "largest class share %", f"seeds ≥ {COLLAPSE:.0%} one class"],
                  rows, notes, key="balance")
+
+
+def _zero_shot_dev_note(at_k: pd.DataFrame, k: int) -> str:
+    """What labels the prompting regimes that learn from none saw: each seed's dev set, or (in runs of harness
+    0.2 and before) one dev set drawn with seed 0."""
+    unseeded = at_k[at_k["prompting"] & ~at_k["seeded"] & (at_k["rule"] == "dev")]
+    if not unseeded.empty:
+        return ("zero-shot learns from none, but picks among templates on a dev set of up to 16 labelled examples "
+                "per class drawn with seed 0; dev-prior reads those inputs, not their labels")
+    return (f"zero-shot learns from none; where it compares templates or calibrates with dev-prior it uses each "
+            f"seed's dev set, the same k = {k} labelled examples per class the other regimes select on (dev-prior "
+            "reads their inputs only)")
 
 
 def _paired(a: pd.DataFrame, b: pd.DataFrame) -> float | None:
@@ -198,12 +208,12 @@ def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     ks = {task: sorted(k for k in g["k"].unique() if k > 0) for task, g in seeds.groupby("task")}
     for (task, regime, k), g in seeds.groupby(["task", "regime", "k"]):
-        draws, prompting = bool(g["draws_examples"].iloc[0]), bool(g["prompting"].iloc[0])
+        draws, prompting = bool(g["seeded"].iloc[0]), bool(g["prompting"].iloc[0])
         for kk in ([k] if draws else ks[task]):
             rows.append({"task": task, "regime": regime, "k": kk, "mean": g["accuracy"].mean(),
                          "std": g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0, "seeds": len(g),
-                         "draws_examples": draws, "prompting": prompting})
-    return pd.DataFrame(rows, columns=["task", "regime", "k", "mean", "std", "seeds", "draws_examples", "prompting"])
+                         "seeded": draws, "prompting": prompting})
+    return pd.DataFrame(rows, columns=["task", "regime", "k", "mean", "std", "seeds", "seeded", "prompting"])
 
 
 def crossover_table(curves: pd.DataFrame) -> Table:
@@ -226,7 +236,7 @@ def crossover_table(curves: pd.DataFrame) -> Table:
 
 def cost_table(cells: pd.DataFrame, k: int) -> Table:
     """Per regime at the headline k, averaged over tasks and cells."""
-    at_k = cells[(cells["k"] == k) | ~cells["draws_examples"]]
+    at_k = cells[(cells["k"] == k) | ~cells["seeded"]]
     rows = []
     for regime, g in sorted(at_k.groupby("regime"), key=lambda kv: regime_order(kv[0])):
         rows.append([(regime, False)] + [(text, False) for text in (
@@ -249,7 +259,7 @@ def cost_table(cells: pd.DataFrame, k: int) -> Table:
 def calibration_table(cells: pd.DataFrame, k: int) -> Table:
     """ECE and Brier per task × regime from the stored per-class probabilities."""
     seeds = per_seed(cells)
-    at_k = seeds[(seeds["k"] == k) | ~seeds["draws_examples"]]
+    at_k = seeds[(seeds["k"] == k) | ~seeds["seeded"]]
     rows = []
     for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         eces, briers = [], []
@@ -269,7 +279,7 @@ def calibration_table(cells: pd.DataFrame, k: int) -> Table:
 
 def template_table(cells: pd.DataFrame, k: int) -> Table:
     """Prompting regimes: spread across templates per task, and the dev-selected template's score."""
-    prompting = cells[cells["prompting"] & ((cells["k"] == k) | ~cells["draws_examples"])]
+    prompting = cells[cells["prompting"] & ((cells["k"] == k) | ~cells["seeded"])]
     seeds = per_seed(prompting)
     rows = []
     for (task, regime), g in sorted(prompting.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):

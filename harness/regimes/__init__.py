@@ -47,8 +47,10 @@ def is_prompting(name: str) -> bool:
     return name in REGISTRY and REGISTRY[name].prompting
 
 
-def draws_examples(name: str) -> bool:
-    return name not in REGISTRY or REGISTRY[name].draws_examples
+def seeded(regime: Regime, settings: object, templates: int) -> bool:
+    """Whether the regime's cells take a k and a seed: it learns from the k-shot draw, or it selects on its dev
+    set (zero-shot comparing templates). Otherwise one cell per template, with no k and no seed."""
+    return regime.draws_examples or regime.needs_dev(settings, templates)
 
 
 def in_context_reference() -> str | None:

@@ -16,6 +16,7 @@ from harness.errors import HarnessError
 POOLINGS = ("last", "mean")  # hidden state of the last non-pad token, or the mean over tokens
 HEAD_INITS = ("zero", "verbalizer")  # a new head from zeros, or from the LM head's rows of the answer tokens
 NOT_HASHED = {"hashed": False}
+ALWAYS_HASHED = {"hashed": "always"}  # a default that replaced an older one: cells of the older one must not match
 
 S = TypeVar("S")
 
@@ -40,11 +41,12 @@ def hashed(settings: Any) -> dict[str, Any]:
     """The fields of a settings dataclass that determine results (what the config hash covers).
 
     A field at its declared default is left out, so that adding an option whose default keeps today's behaviour
-    leaves every finished cell valid; a field that differs (a device's default, a flag) is in.
+    leaves every finished cell valid; a field that differs (a device's default, a flag) is in, and so is a field
+    marked ALWAYS_HASHED, whose default changed what cells compute.
     """
     values = as_json(settings)
     return {f.name: values[f.name] for f in fields(settings)
-            if f.metadata.get("hashed", True) and values[f.name] != _default(f)}
+            if f.metadata.get("hashed") == "always" or (f.metadata.get("hashed", True) and values[f.name] != _default(f))}
 
 
 def _default(f: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from harness.backbone import block_parameters
 from harness.prompts import answers, render_demo, render_input, render_prefix
 from harness.regimes.calibration import CALIBRATIONS, calibrate, content_free_inputs, mean_probabilities
-from harness.regimes.options import NOT_HASHED, check_at_least, check_choice, overlay
+from harness.regimes.options import ALWAYS_HASHED, NOT_HASHED, check_at_least, check_choice, overlay
 from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.sampling import draw_demo_sets, exclude_self
 from harness.types import Cost, Example, FitData, Prediction, Template, TestInput
@@ -22,77 +22,113 @@ VERIFY_MARGIN = 32  # tokens: prompts estimated this close to the limit are toke
 
 @dataclass(frozen=True)
 class PromptingSettings:
-    """How zero-shot and few-shot score."""
+    """How zero-shot scores."""
 
     calibration: str = "none"  # --calibration: none, content-free or dev-prior (calibration.py); several: variants
-    demos: int | None = None  # --demos: m demos per class in the prompt, drawn from the k (None: all k)
-    demo_sets: int = 1  # --demo-sets: S demo sets, log-likelihoods averaged (one shared prefix each)
     batch_size: int = field(default=16, metadata=NOT_HASHED)  # --batch-size: prompts packed into one forward
+
+
+@dataclass(frozen=True)
+class FewShotSettings(PromptingSettings):
+    """How few-shot scores: how many of the k examples go in the prompt, and over how many demo sets."""
+
+    # --demos: m demos per class in the prompt, drawn from the k; "dev": m chosen on dev from demo_grid(k);
+    # "all": every one of the k (the only behaviour of harness 0.2, hence hashed even at its default)
+    demos: int | str = field(default="dev", metadata=ALWAYS_HASHED)
+    demo_sets: int = 1  # --demo-sets: S demo sets, log-likelihoods averaged (one shared prefix each)
+
+
+DEMO_CHOICES = ("dev", "all")
+
+
+def demo_grid(k: int) -> list[int]:
+    """The values of m (demos per class) tried on dev: powers of two below k, and k itself."""
+    return sorted({2**i for i in range(k.bit_length()) if 2**i < k} | {k})
 
 
 class Prompting:
     """Score each class's verbalizer after the rendered prompt; few-shot puts the k-per-class demos first."""
 
     prompting = True
-    takes_all_k = False  # a whole train split does not fit in a prompt
 
     def __init__(self, name: str, draws_examples: bool):
         self.name, self.draws_examples = name, draws_examples
+        # a whole train split does not fit in a prompt; zero-shot at k = all selects on the validation split
+        self.takes_all_k = not draws_examples
 
     def needs_dev(self, settings: PromptingSettings, templates: int) -> bool:
-        # a dev score lets the leaderboard choose the template per seed; dev-prior reads the dev inputs
-        return templates > 1 or settings.calibration == "dev-prior"
+        # a dev score lets the leaderboard choose the template per seed; dev-prior reads the dev inputs; few-shot
+        # chooses its number of demos on it
+        return (templates > 1 or settings.calibration == "dev-prior"
+                or getattr(settings, "demos", None) == "dev")
 
     def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[PromptingSettings, ...]:
         variants = []
+        defaults = FewShotSettings() if self.draws_examples else PromptingSettings()
         for method in options.get("calibration") or ["none"]:
             check_choice("calibration", method, CALIBRATIONS)
-            settings = overlay(PromptingSettings(), {**options, "calibration": method}, self.name)
+            settings = overlay(defaults, {**options, "calibration": method}, self.name)
             check_at_least("--batch-size", settings.batch_size, 1)
-            check_at_least("--demo-sets", settings.demo_sets, 1)
-            if settings.demos is not None:
-                check_at_least("--demos", settings.demos, 1)
+            if isinstance(settings, FewShotSettings):
+                check_at_least("--demo-sets", settings.demo_sets, 1)
+                if isinstance(settings.demos, int):
+                    check_at_least("--demos", settings.demos, 1)
+                else:
+                    check_choice("--demos", settings.demos, DEMO_CHOICES)
             variants.append(settings)
         return tuple(variants)
 
     def variant(self, settings: PromptingSettings) -> str:
         parts = [] if settings.calibration == "none" else [settings.calibration]
-        if self.draws_examples and settings.demos is not None:
-            parts.append(f"m{settings.demos}")
-        if self.draws_examples and settings.demo_sets > 1:
-            parts.append(f"{settings.demo_sets}sets")
+        if isinstance(settings, FewShotSettings):
+            if settings.demos != "dev":
+                parts.append(f"m{settings.demos}")
+            if settings.demo_sets > 1:
+                parts.append(f"{settings.demo_sets}sets")
         return "-".join(parts)
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: PromptingSettings,
             seed: int, progress: bool) -> RegimeRun:
-        demos = data.train  # empty for zero-shot, which draws none
-        demo_sets = [()] if not demos else draw_demo_sets(
-            demos, settings.demos or len(demos) // len(data.label_names), settings.demo_sets, seed,
-            len(data.label_names))
-        score = _scorer(lm, shared, template, demo_sets, settings.batch_size)
-        run = score(data.test, progress)
-        dev = score(data.dev) if data.dev else None  # with the same demos
-        preds, dev_preds, details = run.predictions, dev.predictions if dev else [], {}
-        if settings.calibration != "none":
-            reference = dev if settings.calibration == "dev-prior" else score(content_free_inputs(data.test[0].fields))
-            prior = mean_probabilities([p.probs for p in reference.predictions])
-            preds, dev_preds = _calibrated(preds, prior), _calibrated(dev_preds, prior)
-            details["calibration"] = {"method": settings.calibration, "prior": list(prior),
-                                      "inputs": len(reference.predictions), "tokens": reference.stats.tokens,
-                                      "forward_passes": reference.stats.forwards}
-        if dev_preds:  # only the leaderboard's choice of template reads it
-            details["selection"] = _dev_scores(dev_preds, [e.label for e in data.dev])
+        classes = len(data.label_names)
+        k = len(data.train) // classes  # 0 for zero-shot, which draws none
+        demos, sets = getattr(settings, "demos", "all"), getattr(settings, "demo_sets", 1)
+        grid = [0] if not k else demo_grid(k) if demos == "dev" else [k] if demos == "all" else [demos]
+        tried = []
+        for m in grid:
+            demo_sets = _demo_sets(data, m, sets, seed)
+            tried.append(_Candidate(m, demo_sets, _scorer(lm, shared, template, demo_sets, settings.batch_size)))
+        for candidate in tried:
+            candidate.score_dev(data, settings)
+        chosen = min(tried, key=_Candidate.rank) if data.dev else tried[0]
+        run = chosen.score(data.test, progress)
+        preds, details = _calibrated(run.predictions, chosen.prior), {}
+        if chosen.reference is not None:
+            details["calibration"] = {"method": settings.calibration, "prior": list(chosen.prior),
+                                      "inputs": len(chosen.reference.predictions),
+                                      "tokens": chosen.reference.stats.tokens,
+                                      "forward_passes": chosen.reference.stats.forwards}
+        if chosen.dev_predictions:  # only the leaderboard's choice of template reads it
+            details["selection"] = _dev_scores(chosen.dev_predictions, [e.label for e in data.dev])
             details["dev_ids"] = [e.id for e in data.dev]
-        classes, in_prompt = len(template.verbalizers), len(demo_sets[0])
+        if len(tried) > 1:
+            details["demos_selection"] = {
+                "rule": "m demos per class with the best dev accuracy, then dev loss, then the fewest",
+                "grid": grid, "chosen": chosen.m, "edge": chosen.m in (grid[0], grid[-1]),
+                "dev_accuracy": [c.dev["dev_accuracy"] for c in tried], "dev_loss": [c.dev["dev_loss"] for c in tried]}
+        demo_sets = chosen.demo_sets
+        in_prompt = len(demo_sets[0])
         details.update(
             effective_k={"requested": in_prompt // classes, "min": min(p.n_demos for p in preds) / classes,
                          "mean": sum(p.n_demos for p in preds) / len(preds) / classes},
             context={"max_length": lm.max_length,
                      "examples_with_demos_dropped": sum(p.n_demos < in_prompt for p in preds),
                      "examples_truncated_left": sum(p.truncated_tokens > 0 for p in preds)},
-            demo_ids=[e.id for e in demos], tokens_processed=run.stats.tokens, forward_passes=run.stats.forwards,
+            demo_ids=[e.id for e in data.train],
+            # what this cell ran: the test pass with its demos, and every dev and calibration pass of every m tried
+            tokens_processed=run.stats.tokens + sum(c.spent.tokens for c in tried),
+            forward_passes=run.stats.forwards + sum(c.spent.forwards for c in tried),
         )
-        if len(demo_sets) > 1 or in_prompt < len(demos):
+        if len(demo_sets) > 1 or in_prompt < len(data.train):
             details["demo_sets"] = [[e.id for e in demo_set] for demo_set in demo_sets]
         cost = Cost(
             # what an uncached forward over the whole prompt, demos included, costs per test example
@@ -100,6 +136,45 @@ class Prompting:
             total_parameters=sum(p.numel() for p in lm.model.parameters()),
         )
         return RegimeRun(preds, cost, details)
+
+
+def _demo_sets(data: FitData, per_class: int, sets: int, seed: int) -> list[tuple[Example, ...]]:
+    if not per_class:
+        return [()]
+    return draw_demo_sets(data.train, per_class, sets, seed, len(data.label_names))
+
+
+@dataclass
+class _Candidate:
+    """One number of demos per class: its demo sets' scorer, its calibration prior and its dev scores."""
+
+    m: int
+    demo_sets: list[tuple[Example, ...]]
+    score: Any  # inputs -> PromptingRun after every demo set, cached per run
+    prior: tuple[float, ...] | None = None  # None: uncalibrated
+    reference: PromptingRun | None = None  # the inputs the prior was estimated on
+    dev_predictions: list[Prediction] = field(default_factory=list)
+    dev: dict[str, Any] = field(default_factory=dict)
+    spent: ScoreStats | None = None  # dev and calibration passes
+
+    def score_dev(self, data: FitData, settings: PromptingSettings) -> None:
+        from harness.scoring import ScoreStats
+
+        dev = self.score(data.dev) if data.dev else None  # with the same demos
+        self.spent = ScoreStats(dev.stats.tokens, dev.stats.forwards) if dev else ScoreStats()
+        if settings.calibration != "none":
+            self.reference = dev if settings.calibration == "dev-prior" else self.score(
+                content_free_inputs(data.test[0].fields))
+            self.prior = mean_probabilities([p.probs for p in self.reference.predictions])
+            if settings.calibration != "dev-prior":
+                self.spent.tokens += self.reference.stats.tokens
+                self.spent.forwards += self.reference.stats.forwards
+        if dev:
+            self.dev_predictions = _calibrated(dev.predictions, self.prior)
+            self.dev = _dev_scores(self.dev_predictions, [e.label for e in data.dev])
+
+    def rank(self) -> tuple[float, float, int]:
+        return (-self.dev["dev_accuracy"], self.dev["dev_loss"], self.m)
 
 
 def _scorer(lm: Any, shared: Shared, template: Template, demo_sets: Sequence[tuple[Example, ...]],
@@ -138,8 +213,10 @@ def ensemble(runs: Sequence[PromptingRun]) -> PromptingRun:
     return PromptingRun(merged, stats)
 
 
-def _calibrated(predictions: Sequence[Prediction], prior: Sequence[float]) -> list[Prediction]:
-    """The same scores, probabilities divided by the prior (so the prediction may change)."""
+def _calibrated(predictions: Sequence[Prediction], prior: Sequence[float] | None) -> list[Prediction]:
+    """The same scores, probabilities divided by the prior (so the prediction may change); None: unchanged."""
+    if prior is None:
+        return list(predictions)
     return [replace(p, probs=calibrate(p.probs, prior)) for p in predictions]
 
 

@@ -38,7 +38,8 @@ class Regime(Protocol):
 
     name: str  # the word in flags, file names, JSON and tables
     prompting: bool  # scores the LM's own answers without training (few-shot is the learning curves' reference)
-    draws_examples: bool  # False: one cell per template, with no k and no seed (zero-shot)
+    draws_examples: bool  # learns from the k-shot training set (False: zero-shot, whose cells take a k and a
+    #                       seed only to select on that draw's dev set, else one cell per template)
     takes_all_k: bool  # whether --k all (the whole train split, validation as dev) makes sense
 
     def needs_dev(self, settings: Any, templates: int) -> bool:
