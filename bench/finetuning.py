@@ -102,7 +102,7 @@ def full_rss_child(steps: int) -> None:
     """Run one `full` fit in this process and print its peak RSS (the model load included)."""
     lm = load_model("smollm2-135m")
     task, texts, labels = cell_texts()
-    fit_full(lm.model, lm.tokenizer, texts, labels, 5, None, FullSettings(max_steps=steps, eval_every=steps), 13)
+    fit_full(lm.model, lm.tokenizer, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, FullSettings(max_steps=steps, eval_every=steps), 13)
     print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
@@ -123,7 +123,7 @@ def main() -> None:
 
     cfg = FullSettings(max_steps=args.steps, eval_every=args.steps)  # one dev check at the end
     start = time.perf_counter()
-    fit = fit_full(lm.model, lm.tokenizer, texts, labels, 5, None, cfg, 13)
+    fit = fit_full(lm.model, lm.tokenizer, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, cfg, 13)
     full_s = time.perf_counter() - start
     history = fit.details["selection"]["history"]
     ours = fit.trained_tokens / fit.details["train_step_seconds"]  # training steps only, like the Trainer

@@ -142,8 +142,8 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 
 # The regime options of `harness eval`: each is a settings field of the regimes that have it (regimes/options.py).
 REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tokens", "full_learning_rates",
-                  "full_max_steps", "full_defaults", "grad_accum", "gradient_checkpointing", "calibration",
-                  "demos", "demo_sets")
+                  "full_head_learning_rate", "full_max_steps", "full_defaults", "prompt_ft_learning_rates",
+                  "prompt_ft_max_steps", "grad_accum", "gradient_checkpointing", "calibration", "demos", "demo_sets")
 
 
 @cli.command("eval")
@@ -165,15 +165,21 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
                    "[default: zero-shot/few-shot/head 16, full by device].")
 @click.option("--unfreeze-top", default=None, type=int, help="head: also train the top N blocks [default: 0].")
 @click.option("--pooling", default=None, help="head/full: 'last' non-pad token or 'mean' [default: last].")
-@click.option("--head-init", default=None, help="head/full: 'zero', or 'verbalizer' rows [default: zero].")
+@click.option("--head-init", default=None, help="full, head with --unfreeze-top: 'zero', 'verbalizer' rows, or 'probe' (LP-FT) [default: zero].")
 @click.option("--max-tokens", default=None, type=int,
               help="head/full: inputs are cut to this many tokens [default: 256].")
 @click.option("--full-learning-rates", default=None, callback=_float_list,
               help="full: learning-rate grid, selected on dev [default: by device].")
+@click.option("--full-head-learning-rate", default=None, type=float,
+              help="full: the new head's own learning rate [default: 1e-3].")
 @click.option("--full-max-steps", default=None, type=int,
-              help="full: optimizer steps per learning rate [default: by device].")
+              help="full: optimizer steps per learning rate, early stopping on dev [default: by device].")
+@click.option("--prompt-ft-learning-rates", default=None, callback=_float_list,
+              help="prompt-ft: learning-rate grid, selected on dev [default: by device].")
+@click.option("--prompt-ft-max-steps", default=None, type=int,
+              help="prompt-ft: optimizer steps per learning rate, early stopping on dev [default: by device].")
 @click.option("--full-defaults", default=None, type=click.Choice(["cpu", "cuda"]),
-              help="full: take this device kind's defaults (grid, steps, batch, dev cadence, patience) "
+              help="full/prompt-ft: take this device kind's defaults (grid, steps, batch, dev cadence, patience) "
                    "[default: the device in use].")
 @click.option("--grad-accum", default=None, type=int, help="full: micro-batches per optimizer step [default: 1].")
 @click.option("--gradient-checkpointing", is_flag=True, default=None, help="full: trade compute for memory.")

@@ -55,7 +55,7 @@ def test_top_blocks_run_on_cached_hidden_states_equal_the_whole_forward(family_m
 
 
 @pytest.mark.parametrize("regime_name, settings", [
-    ("head", HeadSettings(steps=5)),
+    ("head", HeadSettings(c_grid=(0.1, 1.0))),
     ("head", HeadSettings(unfreeze_top=1, top_steps=2)),
     ("full", FullSettings(max_steps=2, batch_size=4, eval_every=1, learning_rates=(1e-3,))),
 ])

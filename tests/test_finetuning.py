@@ -44,10 +44,10 @@ def test_head_trains_and_leaves_the_backbone_bit_identical(toy_env, model, token
     _, _, test, texts, labels = _data()
     before = _state(model)
     store = FeatureStore(model, tokenizer)
-    fit = fit_head(model, store, texts, labels, 2, [5, 6], HeadSettings(unfreeze_top=top, steps=20, top_steps=4), 13)
+    fit = fit_head(model, store, texts, labels, 2, [5, 6], HeadSettings(unfreeze_top=top, top_steps=4), 13)
     assert _same(before, model.state_dict())
     assert len(fit.probs) == len(test) and all(abs(sum(p) - 1) < 1e-5 for p in fit.probs)
-    assert ("top_learning_rate" if top else "l2") in fit.details["selection"]["chosen"]
+    assert ("top_learning_rate" if top else "C") in fit.details["selection"]["chosen"]
     if top:
         trained = dict(fit.trained.modules_trained.named_parameters())
         base = dict(model.model.layers[-1].named_parameters())
@@ -57,9 +57,9 @@ def test_head_trains_and_leaves_the_backbone_bit_identical(toy_env, model, token
 def test_head_features_are_computed_once_per_input(toy_env, model, tokenizer):
     _, _, _, texts, labels = _data()
     store = FeatureStore(model, tokenizer)
-    fit_head(model, store, texts, labels, 2, None, HeadSettings(steps=5), 13)
+    fit_head(model, store, texts, labels, 2, None, HeadSettings(c_grid=(0.1, 1.0)), 13)
     after_first = store.tokens_run
-    fit_head(model, store, texts, labels, 2, None, HeadSettings(steps=5), 21)
+    fit_head(model, store, texts, labels, 2, None, HeadSettings(c_grid=(0.1, 1.0)), 21)
     assert after_first > 0 and store.tokens_run == after_first
 
 
@@ -72,10 +72,62 @@ def test_verbalizer_init_starts_from_the_lm_head_rows(toy_env, model, tokenizer)
     assert not zero.any()
 
 
+def test_probe_equals_scikit_learn_fitted_by_hand(toy_env, model, tokenizer):
+    """head's predictions are StandardScaler (train statistics) + LogisticRegression at the dev-chosen C."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    _, _, _, texts, labels = _data(k=4)
+    store = FeatureStore(model, tokenizer)
+    grid = (1e-3, 1e-1, 10.0)
+    fit = fit_head(model, store, texts, labels, 2, None, HeadSettings(c_grid=grid), 13)
+    chosen = fit.details["selection"]
+    feats = {s: store.pooled(texts[s], "last", 256, 16).double().numpy() for s in texts}
+    scaler = StandardScaler().fit(feats["train"])
+    dev_scores = []
+    for c in grid:
+        clf = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(feats["train"]), labels["train"])
+        probs = clf.predict_proba(scaler.transform(feats["dev"]))
+        dev_scores.append((np.mean(probs.argmax(1) == labels["dev"]),
+                           -np.mean(np.log(probs[np.arange(len(probs)), labels["dev"]]))))
+        if c == chosen["chosen"]["C"]:
+            expected = clf.predict_proba(scaler.transform(feats["test"]))
+    best = min(range(3), key=lambda i: (-dev_scores[i][0], dev_scores[i][1], i))
+    assert chosen["chosen"]["C"] == grid[best] and [g["C"] for g in chosen["grid"]] == list(grid)
+    assert np.allclose(fit.probs, expected, atol=1e-8)
+    assert bool(fit.details["warnings"]) == (best in (0, 2))  # a choice on the grid's edge is flagged
+
+
+def test_lp_ft_starts_from_the_probes_weights(toy_env, model, tokenizer):
+    """--head-init probe: before any step, full's classifier gives the probe's probabilities."""
+    from harness.regimes.full_fit import _build, _encode, _pad
+    from harness.regimes.head_fit import train_probe
+
+    _, _, _, texts, labels = _data(k=4)
+    store = FeatureStore(model, tokenizer)
+    cfg = FullSettings(head_init="probe", c_grid=(0.01, 1.0))
+    probe = train_probe(store, texts, labels, 2, cfg)
+    classifier = _build(model, None, 2, cfg, probe).eval()
+    ids, mask = _pad(_encode(tokenizer, texts["test"], 256), tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        start = torch.softmax(classifier(ids, mask), -1).numpy()
+    expected = probe.probabilities(store.pooled(texts["test"], "last", 256, 16).numpy())
+    assert abs(start - expected).max() < 1e-4
+
+
+def test_budget_warnings_name_the_edge_and_the_last_step():
+    from harness.regimes.training import budget_warnings
+
+    assert budget_warnings("learning rate", (1e-5, 1e-4), 1e-4, 50, 1000, 1000)[0].startswith("learning rate = 0.0001 is on")
+    assert "last step (1000 of 1000)" in budget_warnings("lr", (1e-5,), 1e-5, 1000, 1000, 1000)[0]
+    assert budget_warnings("lr", (1e-5, 2e-5, 1e-4), 2e-5, 300, 550, 1000) == []  # stopped early, inside the grid
+
+
 def test_full_trains_a_copy_and_never_the_base(toy_env, model, tokenizer):
     _, _, test, texts, labels = _data()
     before = _state(model)
-    fit = fit_full(model, tokenizer, texts, labels, 2, None, FAST_FULL, 13)
+    fit = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
     assert _same(before, model.state_dict())
     trained = dict(fit.trained.modules_trained.named_parameters())
     assert any(not torch.equal(trained[k], v) for k, v in model.model.named_parameters())
@@ -85,8 +137,8 @@ def test_full_trains_a_copy_and_never_the_base(toy_env, model, tokenizer):
 
 def test_same_seed_same_results(toy_env, model, tokenizer):
     _, _, _, texts, labels = _data()
-    a = fit_full(model, tokenizer, texts, labels, 2, None, FAST_FULL, 13)
-    b = fit_full(model, tokenizer, texts, labels, 2, None, FAST_FULL, 13)
+    a = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
+    b = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
     assert a.probs == b.probs
 
 
@@ -201,7 +253,7 @@ def test_full_defaults_picks_another_device_kinds_settings(patched, tmp_path):
         assert result.exit_code == 0, result.output
         runs[kind] = json.loads(next((tmp_path / kind).rglob("full_k2_seed13.json")).read_text())["settings"]
     assert (runs["cpu"]["batch_size"], runs["cpu"]["eval_every"], runs["cpu"]["patience"]) == (8, 8, 2)
-    assert (runs["cuda"]["batch_size"], runs["cuda"]["eval_every"], runs["cuda"]["patience"]) == (16, 20, 3)
+    assert (runs["cuda"]["batch_size"], runs["cuda"]["eval_every"], runs["cuda"]["patience"]) == (8, 50, 5)
     assert runs["cpu"]["max_steps"] == runs["cuda"]["max_steps"] == 2
 
 
@@ -215,7 +267,7 @@ def test_changing_full_defaults_in_the_same_out_is_refused(patched, tmp_path):
     assert "0 cells computed, 1 found on disk" in again.output
     other = patched.invoke(cli, [*args, "--full-defaults", "cuda"])
     assert other.exit_code == 2 and "holds a result of another configuration" in other.output
-    assert "settings.learning_rates [4e-05] -> [1e-05, 2e-05, 5e-05]" in other.output
+    assert "settings.learning_rates [4e-05] -> [1e-05, 2e-05, 5e-05, 0.0001]" in other.output
 
 
 def test_results_from_before_settings_were_hashed_are_refused_with_the_reason(patched, tmp_path):

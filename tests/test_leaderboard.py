@@ -22,7 +22,7 @@ GOLD = [0, 1, 0, 1, 0, 1, 0, 0, 1, 1]
 
 
 def write_cell(root: Path, task: str, template: str, regime: str, k: int, seed, preds, dev=None, model="tiny",
-               config_hash=None, created="2026-11-26T10:00:00+00:00", variant=""):
+               config_hash=None, created="2026-11-26T10:00:00+00:00", variant="", warnings=()):
     """One result JSON + JSONL in the runner's layout; preds are predicted labels for GOLD."""
     stem = (f"{regime}-{variant}" if variant else regime) + f"_k{k}" + ("" if seed is None else f"_seed{seed}")
     folder = root / model / task / template
@@ -43,6 +43,8 @@ def write_cell(root: Path, task: str, template: str, regime: str, k: int, seed, 
     }
     if dev is not None:
         result["selection"] = {"dev_accuracy": dev}
+    if warnings:
+        result["warnings"] = list(warnings)
     (folder / f"{stem}.json").write_text(json.dumps(result))
 
 
@@ -141,6 +143,21 @@ def test_zero_shot_selects_its_template_on_each_seeds_dev_set(tmp_path):
     write_cell(old, "t1", "a", "zero-shot", 0, None, RIGHT, dev=0.9)
     write_cell(old, "t1", "b", "zero-shot", 0, None, HALF, dev=0.4)
     assert "drawn with seed 0" in main_table(collect([old]).cells, 16).notes[0]
+
+
+def test_edge_and_last_step_warnings_are_marked(tmp_path):
+    from harness.leaderboard.tables import selection_table
+
+    root = tmp_path / "runs"
+    write_cell(root, "t1", "a", "full", 16, 13, RIGHT, warnings=["learning rate = 0.0001 is on the edge of the grid"])
+    write_cell(root, "t1", "a", "full", 16, 21, RIGHT, warnings=["the best dev checkpoint is the last step (24 of 24)"])
+    write_cell(root, "t1", "a", "head", 16, 13, HALF)
+    cells = collect([root]).cells
+    rows = {row[0][0]: row for row in main_table(cells, 16).rows}
+    assert rows["full"][1][0].endswith(" §") and "§" not in rows["head"][1][0]
+    checks = {row[1][0]: row for row in selection_table(cells, 16).rows}
+    assert checks["full"][2] == ("1 of 2", True) and checks["full"][3] == ("1 of 2", True)
+    assert checks["head"][2] == ("0 of 1", False)
 
 
 def test_merge_and_dedup(runs, tmp_path):

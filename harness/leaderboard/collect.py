@@ -90,6 +90,9 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         **{f"metric_{k}": v for k, v in result.metrics.items()},
         "dev_accuracy": (result.details.get("selection") or {}).get("dev_accuracy"),
         "dev_loss": (result.details.get("selection") or {}).get("dev_loss"),
+        # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
+        "warn_edge": any("edge of the grid" in w for w in result.details.get("warnings") or []),
+        "warn_last_step": any("last step" in w for w in result.details.get("warnings") or []),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,
         **{f"cost_{k}": v for k, v in cost.items()},
         "config_hash": result.config_hash, "created_at": provenance.get("created_at", ""),

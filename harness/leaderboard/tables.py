@@ -54,6 +54,7 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
             "macro_f1": chosen["metric_macro_f1"].mean() if "metric_macro_f1" in chosen else math.nan,
             "largest_class_share": chosen["largest_class_share"].astype(float).max(),
+            "warn_edge": bool(chosen["warn_edge"].any()), "warn_last_step": bool(chosen["warn_last_step"].any()),
             "rule": rule, "predictions": [p for p in chosen["predictions"] if isinstance(p, str)], "n": int(chosen["n"].iloc[0]),
         })
     return pd.DataFrame(rows)
@@ -106,6 +107,7 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
             std = g["accuracy"].std(ddof=1) if len(g) > 1 else 0.0
             text = _fmt(g["accuracy"].mean(), std, len(g)) + (" †" if ties.get((t, r)) else "")
             text += " ‡" if (g["largest_class_share"] >= COLLAPSE).any() else ""
+            text += " §" if (g["warn_edge"] | g["warn_last_step"]).any() else ""
             row.append((text, best[t] == r))
         present = [means[(t, r)] for t in tasks if (t, r) in means]
         row.append((f"{100 * np.mean(present):.1f}" if len(present) == len(tasks) else "—", False))
@@ -132,11 +134,31 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
         "uniform guess (1 / classes).",
         f"‡: in at least one seed one class takes ≥ {COLLAPSE:.0%} of the predictions (see Prediction balance).",
+        "§: in at least one seed the regime chose a hyperparameter on its grid's edge, or its best dev checkpoint "
+        "was the last step of its budget (see Selection checks).",
         *notes,
     ]
     if pvalues:
         notes.append("p-values: " + "; ".join(pvalues) + ".")
     return Table(f"Main table (k = {k})", ["regime", *tasks, "average"], rows, notes, key="main")
+
+
+def selection_table(cells: pd.DataFrame, k: int) -> Table:
+    """Per task × regime at the headline k, the selections a reviewer would question, seed by seed."""
+    seeds = per_seed(cells)
+    at_k = seeds[(seeds["k"] == k) | ~seeds["seeded"]]
+    rows = []
+    for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
+        edge, last = int(g["warn_edge"].sum()), int(g["warn_last_step"].sum())
+        if edge or last or not g["prompting"].iloc[0]:
+            rows.append([(task, False), (regime, False), (f"{edge} of {len(g)}", edge > 0),
+                         (f"{last} of {len(g)}", last > 0)])
+    notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
+             "full's learning rate, ...), and whose best dev checkpoint was the last step of a run that was not "
+             "stopped early: either suggests the grid or the budget was too small. Prompting regimes are listed "
+             "only when flagged."]
+    return Table(f"Selection checks (k = {k})", ["task", "regime", "grid edge chosen", "best step = last step"],
+                 rows, notes, key="selection")
 
 
 def balance_table(cells: pd.DataFrame, k: int) -> Table:

@@ -12,8 +12,9 @@ from typing import Any, Mapping
 from harness.errors import HarnessError
 from harness.backbone import block_parameters, decoder_parameters
 from harness.prompts import first_answer_tokens, render_splits
-from harness.regimes.options import (HEAD_INITS, NOT_HASHED, POOLINGS, check_at_least, check_choice,
-                                     overlay)
+from harness.regimes.options import (ALWAYS_HASHED, HEAD_INITS, NOT_HASHED, POOLINGS, check_at_least,
+                                     check_choice, overlay)
+from harness.regimes.probe import C_GRID
 from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.types import Cost, FitData, Template
 
@@ -24,25 +25,29 @@ DEVICE_KINDS = ("cpu", "cuda")
 class FullSettings:
     """How `full` trains. The CPU defaults are a small step budget; the CUDA defaults a grid and more steps."""
 
-    learning_rates: tuple[float, ...] = (4e-5,)  # --full-learning-rates: selected on dev
-    max_steps: int = 24  # --full-max-steps: optimizer steps per learning rate
+    learning_rates: tuple[float, ...] = (4e-5,)  # --full-learning-rates: the backbone's, selected on dev
+    # --full-head-learning-rate: the new head's own rate (harness 0.2 moved it with the backbone's, so it stayed
+    # near its random start; hence hashed even at its default)
+    head_learning_rate: float = field(default=1e-3, metadata=ALWAYS_HASHED)
+    max_steps: int = 24  # --full-max-steps: optimizer steps per learning rate (early stopping may end sooner)
     batch_size: int = 8  # --batch-size: examples per micro-batch
     grad_accum: int = 1  # --grad-accum: micro-batches per optimizer step
     eval_every: int = 8  # optimizer steps between dev checks
     patience: int = 2  # dev checks without improvement before stopping
     warmup_ratio: float = 0.1
-    max_tokens: int = 256  # --max-tokens: inputs are cut to this many tokens
+    max_tokens: int = 256  # --max-tokens: inputs are cut to this many tokens, inside the input field
     pooling: str = "last"  # --pooling
-    head_init: str = "zero"  # --head-init
+    head_init: str = "zero"  # --head-init: zero (N(0, 0.02)), verbalizer, or probe (LP-FT: the trained probe)
+    c_grid: tuple[float, ...] = C_GRID  # --head-init probe: the probe's C grid (probe.py)
     gradient_checkpointing: bool = field(default=False, metadata=NOT_HASHED)  # --gradient-checkpointing
     defaults: str = field(default="cpu", metadata=NOT_HASHED)  # --full-defaults: the device kind whose defaults
 
     @staticmethod
     def for_device(kind: str) -> "FullSettings":
         """The GPU default is the usual grid with a larger budget; CPU keeps to a few minutes."""
-        if kind == "cuda":
-            return FullSettings(learning_rates=(1e-5, 2e-5, 5e-5), max_steps=200, batch_size=16, eval_every=20,
-                                patience=3, defaults="cuda")
+        if kind == "cuda":  # LM-BFF's budget (1000 steps, dev every 100) with a grid reaching 1e-4
+            return FullSettings(learning_rates=(1e-5, 2e-5, 5e-5, 1e-4), max_steps=1000, batch_size=8,
+                                eval_every=50, patience=5, defaults="cuda")
         return FullSettings()
 
 
@@ -71,7 +76,7 @@ class Full:
         return (settings,)
 
     def variant(self, settings: FullSettings) -> str:
-        return "verbalizer-init" if settings.head_init == "verbalizer" else ""
+        return f"{settings.head_init}-init" if settings.head_init != "zero" else ""
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: FullSettings, seed: int,
             progress: bool) -> RegimeRun:
@@ -79,7 +84,7 @@ class Full:
 
         texts, labels = render_splits(template, data)
         started = time.perf_counter()
-        fit = fit_full(lm.model, lm.tokenizer, texts, labels, len(data.label_names),
+        fit = fit_full(lm.model, lm.tokenizer, shared.features, texts, labels, len(data.label_names),
                        first_answer_tokens(lm.tokenizer, template), settings, seed, progress)
         seconds = time.perf_counter() - started
         blocks = block_parameters(lm.model)

@@ -11,22 +11,28 @@ from torch import nn
 
 from harness.backbone import anatomy
 from harness.regimes.full import FullSettings
-from harness.regimes.training import (FitResult, LoopConfig, SequenceClassifier, init_weights,
+from harness.regimes.features import FeatureStore
+from harness.regimes.head_fit import train_probe
+from harness.regimes.probe import Probe
+from harness.regimes.training import (FitResult, LoopConfig, SequenceClassifier, budget_warnings, init_weights,
                                       length_grouped_batches, padding_fraction, train_loop)
 
 
-def fit_full(model: Any, tokenizer: Any, texts: dict[str, list[str]], labels: dict[str, list[int]], classes: int,
-             answer_ids: Sequence[int] | None, cfg: FullSettings, seed: int, progress: bool = False) -> FitResult:
+def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, list[str]],
+             labels: dict[str, list[int]], classes: int, answer_ids: Sequence[int] | None, cfg: FullSettings,
+             seed: int, progress: bool = False) -> FitResult:
     """Train on texts['train'] for each learning rate, keep the best dev checkpoint, predict texts['test']."""
     device = model.device
+    probe = train_probe(store, texts, labels, classes, cfg, progress) if cfg.head_init == "probe" else None
     encoded = {split: _encode(tokenizer, texts[split], cfg.max_tokens) for split in texts}
     pad = tokenizer.pad_token_id
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
     y_dev = torch.tensor(labels["dev"], device=device)
     best = None
     for lr in cfg.learning_rates:
-        classifier = _build(model, answer_ids, classes, cfg)
-        params = [p for p in classifier.parameters() if p.requires_grad]
+        classifier = _build(model, answer_ids, classes, cfg, probe)
+        params = [{"params": [p for p in classifier.modules_trained.parameters() if p.requires_grad]},
+                  {"params": list(classifier.head.parameters()), "lr": cfg.head_learning_rate}]
 
         def make_batch(rows: list[int], split: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             ids, mask = _pad([encoded[split][i] for i in rows], pad, device)
@@ -55,9 +61,12 @@ def fit_full(model: Any, tokenizer: Any, texts: dict[str, list[str]], labels: di
         probs=torch.softmax(logits, -1).tolist(),
         details={
             "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning_rates and evaluations",
-                          "chosen": {"learning_rate": lr}, "best_step": result.best_step,
+                          "chosen": {"learning_rate": lr}, "best_step": result.best_step, "steps": result.steps,
                           "dev_accuracy": result.best_dev[0], "dev_loss": -result.best_dev[1],
-                          "history": result.history},
+                          "history": result.history,
+                          **({"probe": {"C": probe.c, "dev_accuracy": probe.dev_accuracy}} if probe else {})},
+            "warnings": budget_warnings("learning rate", cfg.learning_rates, lr, result.best_step, result.steps,
+                                        cfg.max_steps),
             "train_step_seconds": round(result.step_seconds, 3),
             "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
             "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, cfg.batch_size, seed)),
@@ -70,7 +79,8 @@ def fit_full(model: Any, tokenizer: Any, texts: dict[str, list[str]], labels: di
     )
 
 
-def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: FullSettings) -> SequenceClassifier:
+def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: FullSettings,
+           probe: Probe | None) -> SequenceClassifier:
     """A trainable copy of the backbone (the base model stays untouched) and a new head."""
     backbone = copy.deepcopy(anatomy(model).decoder).float()  # fp32 master weights; bf16 only under autocast
     backbone.train()
@@ -79,10 +89,10 @@ def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: Full
     if cfg.gradient_checkpointing and hasattr(backbone, "gradient_checkpointing_enable"):
         backbone.gradient_checkpointing_enable()
     weight, bias = init_weights(model.get_output_embeddings(), answer_ids, model.config.hidden_size, classes,
-                                cfg.head_init)
+                                cfg.head_init, probe)
     head = nn.Linear(weight.shape[1], classes, dtype=torch.float32).to(model.device)
     with torch.no_grad():
-        if cfg.head_init == "verbalizer":
+        if cfg.head_init != "zero":
             head.weight.copy_(weight)
             head.bias.copy_(bias)
         else:

@@ -6,15 +6,19 @@ This module is the regime (settings, variant, cost); the training itself is in h
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from harness.backbone import block_parameters, decoder_parameters
+from harness.errors import HarnessError
 from harness.prompts import first_answer_tokens, render_splits
-from harness.regimes.options import HEAD_INITS, POOLINGS, check_at_least, check_choice, overlay
+from harness.regimes.options import ALWAYS_HASHED, HEAD_INITS, POOLINGS, check_at_least, check_choice, overlay
+from harness.regimes.probe import C_GRID
 from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.types import Cost, FitData, Template
 
+log = logging.getLogger(__name__)
 FEATURE_BYTES = 4  # the trained head (and top blocks) are kept in fp32
 
 
@@ -24,11 +28,10 @@ class HeadSettings:
 
     unfreeze_top: int = 0  # --unfreeze-top: top transformer blocks (and the final norm) trained with the head
     pooling: str = "last"  # --pooling: "last" non-pad token or "mean" over tokens
-    head_init: str = "zero"  # --head-init "verbalizer": the LM head's rows of each class's answer token
-    max_tokens: int = 256  # --max-tokens: inputs are cut to this many tokens
-    l2_grid: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)  # selected on dev (N = 0)
-    steps: int = 300  # full-batch Adam steps on the features (N = 0)
-    learning_rate: float = 1e-2  # N = 0
+    head_init: str = "zero"  # --head-init (N > 0): "verbalizer" (the LM head's answer-token rows) or "probe"
+    max_tokens: int = 256  # --max-tokens: inputs are cut to this many tokens, inside the input field
+    # N = 0: the probe's C grid (probe.py), selected on dev; harness 0.2 trained an L2 grid by Adam instead
+    c_grid: tuple[float, ...] = field(default=C_GRID, metadata=ALWAYS_HASHED)
     top_learning_rates: tuple[float, ...] = (1e-4,)  # N > 0, selected on dev
     top_steps: int = 40  # N > 0
     batch_size: int = 16  # --batch-size: feature extraction, and training batches when N > 0
@@ -52,14 +55,20 @@ class Head:
         check_at_least("--unfreeze-top", settings.unfreeze_top, 0)
         check_at_least("--batch-size", settings.batch_size, 1)
         check_at_least("--max-tokens", settings.max_tokens, 8)
+        if not settings.c_grid:
+            raise HarnessError("head: the C grid needs at least one value")
+        if settings.unfreeze_top == 0 and settings.head_init != "zero":
+            log.warning("head: --head-init %s has no effect without --unfreeze-top (the probe is a convex fit: its "
+                        "optimum does not depend on where it starts)", settings.head_init)
+            settings = replace(settings, head_init="zero")
         return (settings,)
 
     def variant(self, settings: HeadSettings) -> str:
         parts = [f"top{settings.unfreeze_top}"] if settings.unfreeze_top else []
         if settings.pooling != "last":
             parts.append(f"{settings.pooling}-pool")
-        if settings.head_init == "verbalizer":
-            parts.append("verbalizer-init")
+        if settings.head_init != "zero":
+            parts.append(f"{settings.head_init}-init")
         return "-".join(parts)
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: HeadSettings, seed: int,

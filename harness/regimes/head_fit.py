@@ -14,7 +14,9 @@ from harness.backbone import anatomy, top_blocks_only
 from harness.errors import HarnessError
 from harness.regimes.features import FeatureStore
 from harness.regimes.head import HeadSettings
-from harness.regimes.training import FitResult, LoopConfig, SequenceClassifier, init_weights, train_loop
+from harness.regimes.probe import Probe, fit_probe
+from harness.regimes.training import (FitResult, LoopConfig, SequenceClassifier, budget_warnings, init_weights,
+                                      train_loop)
 
 
 def fit_head(model: Any, store: FeatureStore, texts: dict[str, list[str]], labels: dict[str, list[int]],
@@ -23,41 +25,27 @@ def fit_head(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
     """Train on texts['train'], select on texts['dev'], predict texts['test'] (whose labels are never read)."""
     if cfg.unfreeze_top > 0:
         return _fit_top(model, store, texts, labels, classes, answer_ids, cfg, seed, progress)
-    feats = {split: store.pooled(texts[split], cfg.pooling, cfg.max_tokens, cfg.batch_size, progress)
-             for split in texts}
-    y = {split: torch.tensor(labels[split]) for split in ("train", "dev")}
-    weight0, bias0 = init_weights(model.get_output_embeddings(), answer_ids, feats["train"].shape[1], classes,
-                                  cfg.head_init)
-    best = None
-    for l2 in cfg.l2_grid:
-        weight, bias = _train_linear(feats["train"], y["train"], weight0, bias0, l2, cfg, seed)
-        score = _score(feats["dev"] @ weight.T + bias, y["dev"])
-        if best is None or score > best[0]:
-            best = (score, l2, weight, bias)
-    score, l2, weight, bias = best
-    probs = torch.softmax(feats["test"] @ weight.T + bias, dim=-1)
+    probe = train_probe(store, texts, labels, classes, cfg, progress)
+    test = store.pooled(texts["test"], cfg.pooling, cfg.max_tokens, cfg.batch_size, progress).numpy()
+    warnings = [f"C = {probe.c:g} is on the edge of the grid ({cfg.c_grid[0]:g} .. {cfg.c_grid[-1]:g})"] \
+        if probe.on_edge else []
     return FitResult(
-        probs=probs.tolist(),
-        details={"selection": {"rule": "best dev accuracy, then dev loss, over l2_grid", "chosen": {"l2": l2},
-                               "dev_accuracy": score[0], "dev_loss": -score[1]}},
-        trainable_parameters=weight.numel() + bias.numel(),
-        train_steps=cfg.steps * len(cfg.l2_grid),
+        probs=probe.probabilities(test).tolist(),
+        details={"selection": {"rule": "standardised features, L-BFGS logistic regression; best dev accuracy, then "
+                                       "dev loss, then the smaller C", "chosen": {"C": probe.c},
+                               "dev_accuracy": probe.dev_accuracy, "dev_loss": probe.dev_loss, "grid": probe.tried},
+                 "warnings": warnings},
+        trainable_parameters=classes * (probe.model.coef_.shape[1] + 1),  # one weight row and bias per class
+        train_steps=sum(1 for _ in cfg.c_grid),
     )
 
 
-def _train_linear(x: torch.Tensor, y: torch.Tensor, weight0: torch.Tensor, bias0: torch.Tensor, l2: float,
-                  cfg: HeadSettings, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression by full-batch Adam (seconds on cached features)."""
-    torch.manual_seed(seed)
-    weight = weight0.clone().requires_grad_(True)
-    bias = bias0.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([weight, bias], lr=cfg.learning_rate)
-    for _ in range(cfg.steps):
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(x @ weight.T + bias, y) + l2 * weight.pow(2).sum()
-        loss.backward()
-        optimizer.step()
-    return weight.detach(), bias.detach()
+def train_probe(store: FeatureStore, texts: dict[str, list[str]], labels: dict[str, list[int]], classes: int,
+                cfg: Any, progress: bool = False) -> Probe:
+    """The probe on the cached pooled features of train, C chosen on dev (cfg: pooling, max_tokens, c_grid...)."""
+    feats = {split: store.pooled(texts[split], cfg.pooling, cfg.max_tokens, cfg.batch_size, progress).numpy()
+             for split in ("train", "dev")}
+    return fit_probe(feats["train"], labels["train"], feats["dev"], labels["dev"], classes, cfg.c_grid)
 
 
 def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -77,12 +65,13 @@ def _fit_top(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
     entering = {split: store.entering_top(texts[split], n, cfg.max_tokens, cfg.batch_size, progress)
                 for split in texts}
     device = model.device
+    probe = train_probe(store, texts, labels, classes, cfg, progress) if cfg.head_init == "probe" else None
     best = None
     for lr in cfg.top_learning_rates:
         trained = nn.ModuleDict({"layers": copy.deepcopy(nn.ModuleList(parts.blocks[-n:])),
                                  "norm": copy.deepcopy(parts.final_norm)}).float()  # fp32 weights to train
         weight, bias = init_weights(model.get_output_embeddings(), answer_ids, parts.hidden_size, classes,
-                                    cfg.head_init)
+                                    cfg.head_init, probe)
         head = nn.Linear(weight.shape[1], classes).to(device)
         with torch.no_grad():
             head.weight.copy_(weight)
@@ -114,7 +103,9 @@ def _fit_top(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
         details={"selection": {"rule": "best dev checkpoint (accuracy, then loss) over top_learning_rates and "
                                        "evaluations", "chosen": {"top_learning_rate": lr},
                                "best_step": result.best_step, "dev_accuracy": result.best_dev[0],
-                               "dev_loss": -result.best_dev[1], "history": result.history}},
+                               "dev_loss": -result.best_dev[1], "history": result.history},
+                 "warnings": budget_warnings("top learning rate", cfg.top_learning_rates, lr, result.best_step,
+                                             result.steps, cfg.top_steps)},
         trainable_parameters=trainable,
         train_steps=result.steps,
         trained_tokens=result.tokens,

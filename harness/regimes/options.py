@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence, TypeVar
 from harness.errors import HarnessError
 
 POOLINGS = ("last", "mean")  # hidden state of the last non-pad token, or the mean over tokens
-HEAD_INITS = ("zero", "verbalizer")  # a new head from zeros, or from the LM head's rows of the answer tokens
+# a new head from zeros, from the LM head's rows of the answer tokens, or from the trained probe (LP-FT)
+HEAD_INITS = ("zero", "verbalizer", "probe")
 NOT_HASHED = {"hashed": False}
 ALWAYS_HASHED = {"hashed": "always"}  # a default that replaced an older one: cells of the older one must not match
 

@@ -25,11 +25,28 @@ class TrainingDiverged(CellFailed):
 
 
 def init_weights(lm_head: nn.Module | None, answer_ids: Sequence[int] | None, dim: int, classes: int,
-                 init: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(classes, dim) weights and bias: zeros, or the LM head's rows for each class's first answer token."""
+                 init: str, probe: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(classes, dim) weights and bias: zeros, the LM head's rows for each class's first answer token, or the
+    trained probe's weights on the unstandardised features (LP-FT)."""
     if init == "verbalizer" and lm_head is not None and answer_ids is not None:
         return lm_head.weight[list(answer_ids)].detach().float().clone(), torch.zeros(classes)
+    if init == "probe" and probe is not None:
+        weight, bias = probe.raw_weights()
+        return torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32)
     return torch.zeros(classes, dim), torch.zeros(classes)
+
+
+def budget_warnings(grid_name: str, grid: Sequence[float], chosen: float, best_step: int, steps: int,
+                    max_steps: int) -> list[str]:
+    """What a reviewer would flag in a selection: a grid's edge chosen, or the best checkpoint at the last step
+    of a run that was not stopped early (the budget may not have converged)."""
+    warnings = []
+    if len(grid) > 1 and chosen in (min(grid), max(grid)):
+        warnings.append(f"{grid_name} = {chosen:g} is on the edge of the grid ({min(grid):g} .. {max(grid):g})")
+    if best_step == steps == max_steps:
+        warnings.append(f"the best dev checkpoint is the last step ({best_step} of {max_steps}): dev was still "
+                        "improving")
+    return warnings
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -122,14 +139,19 @@ class LoopResult:
     step_seconds: float = 0.0  # time in forward/backward/optimizer steps, dev checks excluded
 
 
-def train_loop(model: SequenceClassifier, params: list[nn.Parameter], make_batch: Callable[[list[int]], tuple],
+def train_loop(model: SequenceClassifier, params: list[nn.Parameter] | list[dict[str, Any]], make_batch: Callable[[list[int]], tuple],
                train_idx: Sequence[int], lengths: Sequence[int], dev_score: Callable[[], tuple[float, float]],
                cfg: LoopConfig, autocast: Callable[[], Any], progress: bool = False) -> LoopResult:
-    """AdamW, warmup then linear decay, clipping, dev checks every `eval_every` steps, best state kept."""
+    """AdamW, warmup then linear decay, clipping, dev checks every `eval_every` steps, best state kept.
+
+    `params`: the parameters, or AdamW parameter groups (a group's own "lr", e.g. a new head's, is scheduled
+    like the rest)."""
     from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(cfg.seed)
-    optimizer = _adamw(params, cfg)
+    groups = [{"params": params}] if not params or not isinstance(params[0], dict) else params
+    params = [p for group in groups for p in group["params"]]
+    optimizer = _adamw(groups, cfg)
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
     loss_fn = nn.CrossEntropyLoss()
     batches = _cycle_batches([lengths[i] for i in train_idx], cfg.batch_size, cfg.seed)
@@ -175,7 +197,7 @@ def train_loop(model: SequenceClassifier, params: list[nn.Parameter], make_batch
     return best
 
 
-def _adamw(params: list[nn.Parameter], cfg: LoopConfig) -> torch.optim.Optimizer:
+def _adamw(params: list[dict[str, Any]], cfg: LoopConfig) -> torch.optim.Optimizer:
     """The fused AdamW kernel where this torch has one for the device (as transformers' Trainer does)."""
     try:
         return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)

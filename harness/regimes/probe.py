@@ -1,0 +1,75 @@
+"""The standard linear probe: standardised features, multinomial logistic regression by L-BFGS (scikit-learn),
+its inverse regularisation C chosen on dev. `head` predicts with it; `full --head-init probe` starts from it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.preprocessing import StandardScaler
+
+# 10^-4 .. 10^4 in half-decades: wide enough that the edge is rarely the choice (each edge is a warning)
+C_GRID = tuple(float(10 ** (e / 2)) for e in range(-8, 9))
+MAX_ITER = 2000
+
+
+@dataclass
+class Probe:
+    """The chosen probe, and every C's dev scores."""
+
+    scaler: StandardScaler
+    model: LogisticRegression
+    classes: int
+    c: float
+    dev_accuracy: float
+    dev_loss: float
+    tried: list[dict[str, float]]  # per C in grid order: dev accuracy and loss
+    on_edge: bool
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        probs = self.model.predict_proba(self.scaler.transform(np.asarray(features, dtype=np.float64)))
+        return _all_classes(self.model, probs, self.classes)
+
+    def raw_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(classes, dim) weights and bias acting on the unstandardised features: the same logits."""
+        scale = self.scaler.scale_
+        if len(self.model.classes_) != self.classes:
+            raise ValueError("a probe trained on fewer classes than the task has gives no weights for the rest")
+        coef = self.model.coef_ / scale
+        bias = self.model.intercept_ - coef @ self.scaler.mean_
+        if coef.shape[0] == 1:  # scikit-learn keeps one row for two classes: logits (0, z) -> (-z/2, z/2)
+            coef, bias = np.vstack([-coef / 2, coef / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+        return coef, bias
+
+
+def fit_probe(train: np.ndarray, train_labels: Sequence[int], dev: np.ndarray, dev_labels: Sequence[int],
+              classes: int, grid: Sequence[float] = C_GRID) -> Probe:
+    """Standardise with the training features' mean and std, fit one probe per C, keep the best on dev: accuracy,
+    then log-loss, then the smaller C (the grid's order)."""
+    train, dev = np.asarray(train, dtype=np.float64), np.asarray(dev, dtype=np.float64)
+    scaler = StandardScaler().fit(train)
+    x_train, x_dev = scaler.transform(train), scaler.transform(dev)
+    labels = list(range(classes))
+    best, tried = None, []
+    for position, c in enumerate(grid):
+        model = LogisticRegression(C=c, max_iter=MAX_ITER).fit(x_train, train_labels)
+        probs = _all_classes(model, model.predict_proba(x_dev), classes)
+        accuracy = float(np.mean(probs.argmax(1) == np.asarray(dev_labels)))
+        loss = float(log_loss(dev_labels, probs, labels=labels))
+        tried.append({"C": c, "dev_accuracy": accuracy, "dev_loss": loss})
+        key = (-accuracy, loss if math.isfinite(loss) else math.inf, position)
+        if best is None or key < best[0]:
+            best = (key, c, model, accuracy, loss, position)
+    _, c, model, accuracy, loss, position = best
+    return Probe(scaler, model, classes, c, accuracy, loss, tried, position in (0, len(grid) - 1))
+
+
+def _all_classes(model: LogisticRegression, probs: np.ndarray, classes: int) -> np.ndarray:
+    """Probabilities over every class, in label order (columns follow model.classes_)."""
+    full = np.zeros((len(probs), classes))
+    full[:, model.classes_] = probs
+    return full
