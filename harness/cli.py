@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from harness.errors import HarnessError
-from harness.regimes import regime_names
+from harness.regimes import DEFAULT_REGIMES
 
 
 class _Group(click.Group):
@@ -149,7 +149,7 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
 @cli.command("eval")
 @click.option("--tasks", default="bbc_news", show_default=True, callback=_names, help="Comma-separated task names.")
 @click.option("--model", default="smollm2-135m", show_default=True, help="Alias, hub id or local folder of a causal LM.")
-@click.option("--regimes", default=",".join(regime_names()), show_default=True, callback=_names,
+@click.option("--regimes", default=",".join(DEFAULT_REGIMES), show_default=True, callback=_names,
               help="Comma-separated regimes.")
 @click.option("--k", "k", default="16", show_default=True, callback=_k_list,
               help="Examples per class, comma-separated; 'all' = the whole train split (validation as dev).")

@@ -236,7 +236,7 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
         (["--k", "five"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "full"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "-5"], "--k must be comma-separated positive integers or 'all'"),
-        (["--regimes", "head,lora"], "unknown regime 'lora' (known: zero-shot, few-shot, head, full)"),
+        (["--regimes", "head,lora"], "unknown regime 'lora' (known: zero-shot, few-shot, head, full, prompt-ft)"),
     ],
 )
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
@@ -294,3 +294,69 @@ def test_hash_covers_device_kind_and_dtype(patched, tmp_path, monkeypatch):
     monkeypatch.setattr(harness.models, "pick_device", lambda: ("cuda", torch.bfloat16))
     result = patched.invoke(cli, args)
     assert result.exit_code == 2 and "another configuration" in result.output
+
+
+def _prompt_ft_settings(**changes):
+    from harness.regimes.prompt_ft import PromptFtSettings
+
+    return PromptFtSettings(**{"max_steps": 6, "batch_size": 4, "eval_every": 3, "learning_rates": (3e-3,),
+                               "patience": 5, **changes})
+
+
+def test_prompt_ft_answer_scores_equal_the_zero_shot_scorers(toy_env, loaded):
+    """One-token answers (read off one row) and answers of several tokens (a row each): the training scores are
+    the zero-shot scorer's."""
+    from harness.prompts import answers, render_input
+    from harness.regimes.prompt_ft_fit import AnswerScorer, _batch, _scored
+    from harness.regimes.prompting import predict_prompting
+
+    task, draw, _, _, _ = _data(k=4)
+    for name in ("cloze", "plain"):
+        template = load_template(task, name)
+        rows = [_scored(loaded.tokenizer, render_input(template, e), answers(template), 256) for e in draw.train]
+        assert all(len(r.rows) == (1 if name == "cloze" else 2) for r in rows)
+        batch, mask = _batch(rows, loaded.tokenizer.pad_token_id, "cpu")
+        with torch.no_grad():
+            mine = AnswerScorer(loaded.model).eval()(batch, mask)
+        zero = predict_prompting(loaded.model, loaded.tokenizer, loaded.max_length, template, draw.train, (), 4)
+        assert torch.allclose(mine, torch.tensor([p.scores for p in zero.predictions]), atol=1e-4)
+
+
+def test_prompt_ft_moves_the_verbalizer_scores_and_scores_as_zero_shot(toy_env, loaded):
+    """Training raises the gold answer's log-likelihood on the training inputs; the base LM is untouched; the
+    test predictions are the zero-shot scorer's on the trained copy."""
+    from harness.prompts import answers, render_input
+    from harness.regimes.prompt_ft_fit import AnswerScorer, _batch, _scored, fit_prompt_ft
+    from harness.regimes.prompting import predict_prompting
+
+    task, draw, test, _, _ = _data(k=4)
+    template = load_template(task, "cloze")
+    data = fit_data(draw, test, task)
+    before = _state(loaded.model)
+    rows = [_scored(loaded.tokenizer, render_input(template, e), answers(template), 256) for e in data.train]
+
+    def gold_margin(lm):
+        batch, mask = _batch(rows, loaded.tokenizer.pad_token_id, "cpu")
+        with torch.no_grad():
+            scores = AnswerScorer(lm).eval()(batch, mask)
+        gold = torch.tensor([e.label for e in data.train])
+        return (scores[torch.arange(len(gold)), gold] - scores[torch.arange(len(gold)), 1 - gold]).mean().item()
+
+    fit = fit_prompt_ft(loaded, template, data, _prompt_ft_settings(max_steps=12, eval_every=12), 13)
+    assert _same(before, loaded.model.state_dict())
+    trained = fit.trained.modules_trained
+    assert gold_margin(trained) > gold_margin(loaded.model) + 0.1
+    again = predict_prompting(trained, loaded.tokenizer, loaded.max_length, template, data.test, (), 4)
+    assert [p.scores for p in fit.predictions(data.test)] == [p.scores for p in again.predictions]
+    assert fit.details["selection"]["chosen"] == {"learning_rate": 3e-3}
+
+
+def test_prompt_ft_runs_through_eval(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "prompt-ft",
+                                     "--k", "2", "--seeds", "13", "--prompt-ft-max-steps", "2", "--batch-size", "4",
+                                     "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cell = json.loads(next(tmp_path.rglob("prompt-ft_k2_seed13.json")).read_text())
+    assert cell["settings"]["max_steps"] == 2 and cell["cost"]["trainable_parameters"] > 0
+    rows = [json.loads(r) for r in next(tmp_path.rglob("prompt-ft_k2_seed13.jsonl")).read_text().splitlines()]
+    assert len(rows[0]["loglik"]) == 2  # scored as zero-shot: the answers' log-likelihoods are kept

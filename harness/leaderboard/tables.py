@@ -154,7 +154,7 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
             rows.append([(task, False), (regime, False), (f"{edge} of {len(g)}", edge > 0),
                          (f"{last} of {len(g)}", last > 0)])
     notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
-             "full's learning rate, ...), and whose best dev checkpoint was the last step of a run that was not "
+             "a learning rate, ...), and whose best dev checkpoint was the last step of a run that was not "
              "stopped early: either suggests the grid or the budget was too small. Prompting regimes are listed "
              "only when flagged."]
     return Table(f"Selection checks (k = {k})", ["task", "regime", "grid edge chosen", "best step = last step"],

@@ -6,49 +6,28 @@ This module is the regime (settings by device, variant, cost); the training itse
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from harness.errors import HarnessError
 from harness.backbone import block_parameters, decoder_parameters
 from harness.prompts import first_answer_tokens, render_splits
-from harness.regimes.options import (ALWAYS_HASHED, HEAD_INITS, NOT_HASHED, POOLINGS, check_at_least,
-                                     check_choice, overlay)
+from harness.regimes.budget import Budget, resolve_budget
+from harness.regimes.options import ALWAYS_HASHED, HEAD_INITS, POOLINGS, check_choice
 from harness.regimes.probe import C_GRID
 from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.types import Cost, FitData, Template
 
-DEVICE_KINDS = ("cpu", "cuda")
-
 
 @dataclass(frozen=True)
-class FullSettings:
-    """How `full` trains. The CPU defaults are a small step budget; the CUDA defaults a grid and more steps."""
+class FullSettings(Budget):
+    """How `full` trains: the shared budget (budget.py), plus its new head."""
 
-    learning_rates: tuple[float, ...] = (4e-5,)  # --full-learning-rates: the backbone's, selected on dev
     # --full-head-learning-rate: the new head's own rate (harness 0.2 moved it with the backbone's, so it stayed
     # near its random start; hence hashed even at its default)
     head_learning_rate: float = field(default=1e-3, metadata=ALWAYS_HASHED)
-    max_steps: int = 24  # --full-max-steps: optimizer steps per learning rate (early stopping may end sooner)
-    batch_size: int = 8  # --batch-size: examples per micro-batch
-    grad_accum: int = 1  # --grad-accum: micro-batches per optimizer step
-    eval_every: int = 8  # optimizer steps between dev checks
-    patience: int = 2  # dev checks without improvement before stopping
-    warmup_ratio: float = 0.1
-    max_tokens: int = 256  # --max-tokens: inputs are cut to this many tokens, inside the input field
     pooling: str = "last"  # --pooling
     head_init: str = "zero"  # --head-init: zero (N(0, 0.02)), verbalizer, or probe (LP-FT: the trained probe)
     c_grid: tuple[float, ...] = C_GRID  # --head-init probe: the probe's C grid (probe.py)
-    gradient_checkpointing: bool = field(default=False, metadata=NOT_HASHED)  # --gradient-checkpointing
-    defaults: str = field(default="cpu", metadata=NOT_HASHED)  # --full-defaults: the device kind whose defaults
-
-    @staticmethod
-    def for_device(kind: str) -> "FullSettings":
-        """The GPU default is the usual grid with a larger budget; CPU keeps to a few minutes."""
-        if kind == "cuda":  # LM-BFF's budget (1000 steps, dev every 100) with a grid reaching 1e-4
-            return FullSettings(learning_rates=(1e-5, 2e-5, 5e-5, 1e-4), max_steps=1000, batch_size=8,
-                                eval_every=50, patience=5, defaults="cuda")
-        return FullSettings()
 
 
 class Full:
@@ -63,16 +42,9 @@ class Full:
         return True  # selects the learning rate and the checkpoint
 
     def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[FullSettings]:
-        kind = options.get("full_defaults") or device.kind
-        check_choice("--full-defaults", kind, DEVICE_KINDS)
-        settings = overlay(replace(FullSettings.for_device(kind), defaults=kind), options, self.name)
+        settings = resolve_budget(FullSettings(), options, device.kind, self.name)
         check_choice("pooling", settings.pooling, POOLINGS)
         check_choice("head init", settings.head_init, HEAD_INITS)
-        if not settings.learning_rates:
-            raise HarnessError("--full-learning-rates needs at least one learning rate")
-        for flag, value in (("--full-max-steps", settings.max_steps), ("--batch-size", settings.batch_size),
-                            ("--grad-accum", settings.grad_accum), ("--max-tokens", settings.max_tokens)):
-            check_at_least(flag, value, 8 if flag == "--max-tokens" else 1)
         return (settings,)
 
     def variant(self, settings: FullSettings) -> str:

@@ -103,9 +103,12 @@ class FitResult:
     top_block_parameters: int = 0  # parameters of the blocks trained on cached inputs (head, N > 0)
     bytes_per_parameter: int = 4  # of the trained weights, as a user would store them
     trained: nn.Module | None = None  # the trained modules (tests look at them; never written)
+    scored: list[Prediction] | None = None  # predictions with answer log-likelihoods (prompt-ft scores as zero-shot)
 
     def predictions(self, test: Sequence[TestInput]) -> list[Prediction]:
         """Predictions in test order, without gold labels (the runner joins them)."""
+        if self.scored is not None:
+            return self.scored
         return [Prediction(id=x.id, gold=None, probs=tuple(p)) for x, p in zip(test, self.probs)]
 
 
