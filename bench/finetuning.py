@@ -22,7 +22,8 @@ from results_file import write_section
 from harness.backbone import anatomy
 from harness.cells import draw_for, fit_data
 from harness.models import load_model
-from harness.prompts import load_template, render_splits
+from harness.prompts import load_template
+from harness.truncation import render_splits
 from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
 from harness.regimes.full import FullSettings
@@ -37,13 +38,13 @@ HERE = Path(__file__).resolve().parent
 MARK = "## Fine-tuning"
 
 
-def cell_texts():
+def cell_texts(tokenizer):
     task = load_task("bbc_news")
     template = load_template(task, "short")
     draw = draw_for(Cell("bbc_news", "short", "full", 16, 13), get_regime("full"), FullSettings(), 1,
                     load_examples(task, "train"), [], task)
     test = select_test_subset(load_examples(task, "test"), 200)
-    texts, labels = render_splits(template, fit_data(draw, test, task))
+    texts, labels = render_splits(template, fit_data(draw, test, task), tokenizer, 256)
     return task, texts, labels
 
 
@@ -101,7 +102,7 @@ def trainer_tokens_per_second(lm, texts, labels, steps: int, batch_size: int) ->
 def full_rss_child(steps: int) -> None:
     """Run one `full` fit in this process and print its peak RSS (the model load included)."""
     lm = load_model("smollm2-135m")
-    task, texts, labels = cell_texts()
+    task, texts, labels = cell_texts(lm.tokenizer)
     fit_full(lm.model, lm.tokenizer, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, FullSettings(max_steps=steps, eval_every=steps), 13)
     print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
@@ -114,7 +115,7 @@ def main() -> None:
     if args.rss_child:
         return full_rss_child(args.steps)
     lm = load_model("smollm2-135m")
-    task, texts, labels = cell_texts()
+    task, texts, labels = cell_texts(lm.tokenizer)
     all_texts = texts["train"] + texts["dev"] + texts["test"]
     plain = plain_forward_seconds(lm, all_texts, 16)
     start = time.perf_counter()

@@ -142,14 +142,6 @@ def first_answer_tokens(tokenizer: Any, template: Template) -> list[int]:
     return [tokenizer(a, add_special_tokens=False)["input_ids"][0] for a in answers(template)]
 
 
-def render_splits(template: Template, data: FitData) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
-    """What a classifier reads: each split's inputs rendered without the answer, and train/dev labels."""
-    texts = {"train": [render_input(template, e) for e in data.train],
-             "dev": [render_input(template, e) for e in data.dev],
-             "test": [render_input(template, e) for e in data.test]}
-    return texts, {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
-
-
 def render_demo(template: Template, example: Example) -> str:
     """A solved example: rendered input, delimiter, its label word."""
     return render_input(template, example) + template.delimiter + template.verbalizers[example.label]

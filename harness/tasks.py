@@ -304,7 +304,9 @@ def _read_package_split(task: TaskSpec, split: str) -> list[dict]:
 
 
 def read_labelled_text_folders(root: Path, task: TaskSpec, split: str) -> list[dict]:
-    """<root>/<label>/*.txt (first line = title) -> rows of one split of a deterministic 70/10/20 cut."""
+    """<root>/<label>/*.txt (first line = title) -> rows of one split of a deterministic 70/10/20 cut, made after
+    dropping every file whose body repeats an earlier one (label folders, then file names, in order), so
+    that no article is in two splits."""
     if not root.is_dir():
         raise HarnessError(f"{task.path}: no folder {root} (key 'dataset.package_dir')")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
@@ -312,11 +314,20 @@ def read_labelled_text_folders(root: Path, task: TaskSpec, split: str) -> list[d
         raise HarnessError(
             f"{root}: found {len(folders)} label folders, task '{task.name}' has {len(task.label_names)} label_names"
         )
-    rows = []
+    rows, seen, dropped = [], set(), 0
     for label, folder in enumerate(folders):
-        files = sorted(folder.glob("*.txt"))
-        random.Random(PACKAGE_SPLIT_SEED).shuffle(files)
-        rows.extend(_text_row(f, label) for f in _cut(files, split))
+        unique = []
+        for path in sorted(folder.glob("*.txt")):
+            row = _text_row(path, label)
+            content = row["text"]  # the body: a few repeats carry another title
+            if content in seen:  # the same article twice (within a topic or across): kept once, before splitting
+                dropped += 1
+                continue
+            seen.add(content)
+            unique.append(row)
+        random.Random(PACKAGE_SPLIT_SEED).shuffle(unique)
+        rows.extend(_cut(unique, split))
+    log.info("%s: %d duplicate files dropped before splitting", root, dropped)
     return rows
 
 

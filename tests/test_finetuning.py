@@ -7,7 +7,8 @@ from click.testing import CliRunner
 import harness.models
 from harness.cells import draw_for, fit_data
 from harness.cli import cli
-from harness.prompts import load_template, render_splits
+from harness.prompts import load_template
+from harness.truncation import render_splits
 from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
 from harness.regimes.full import FullSettings
@@ -17,17 +18,18 @@ from harness.regimes.head_fit import fit_head
 from harness.regimes.training import length_grouped_batches, padding_fraction
 from harness.tasks import load_examples, load_task
 from harness.types import Cell
+from tiny import tiny_tokenizer
 
 FAST_FULL = FullSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates=(1e-3,))
 
 
-def _data(seed=13, k=2):
+def _data(seed=13, k=2, tokenizer=None):
     task = load_task("toy")
     template = load_template(task, "cloze")
     draw = draw_for(Cell("toy", "cloze", "head", k, seed), get_regime("head"), HeadSettings(), 1,
                     load_examples(task, "train"), [], task)
     test = load_examples(task, "test")
-    texts, labels = render_splits(template, fit_data(draw, test, task))
+    texts, labels = render_splits(template, fit_data(draw, test, task), tokenizer or tiny_tokenizer(), 256)
     return task, draw, test, texts, labels
 
 

@@ -113,7 +113,7 @@ def test_labelled_text_folders_split_is_deterministic_and_disjoint(tmp_path):
     for label in ("alpha", "beta"):
         (tmp_path / "corpus" / label).mkdir(parents=True)
         for i in range(20):
-            (tmp_path / "corpus" / label / f"{i:03d}.txt").write_text(f"Title {label} {i}\n\nBody  of\n{i}.\n")
+            (tmp_path / "corpus" / label / f"{i:03d}.txt").write_text(f"Title {label} {i}\n\nBody  of\n{label} {i}.\n")
     parts = {s: read_labelled_text_folders(tmp_path / "corpus", task, s) for s in ("train", "validation", "test")}
     assert [len(parts[s]) for s in ("train", "validation", "test")] == [28, 4, 8]
     ids = [r["id"] for rows in parts.values() for r in rows]
@@ -124,11 +124,28 @@ def test_labelled_text_folders_split_is_deterministic_and_disjoint(tmp_path):
     assert {r["label"] for r in parts["test"]} == {0, 1}
 
 
+def test_labelled_text_folders_drop_repeated_bodies_before_splitting(tmp_path):
+    task = parse_task_file(write_task(tmp_path, GOOD.format(name="t1")))
+    for label in ("alpha", "beta"):
+        (tmp_path / "corpus" / label).mkdir(parents=True)
+        for i in range(20):
+            (tmp_path / "corpus" / label / f"{i:03d}.txt").write_text(f"Title {i}\n\nBody {label} {i}.\n")
+    for i in range(5):  # five repeats of an alpha body: under another title, and in the other topic
+        (tmp_path / "corpus" / "alpha" / f"x{i}.txt").write_text(f"Another title\n\nBody  alpha\n{i}.\n")
+        (tmp_path / "corpus" / "beta" / f"y{i}.txt").write_text(f"Title {i}\n\nBody alpha {i}.\n")
+    parts = {s: read_labelled_text_folders(tmp_path / "corpus", task, s) for s in ("train", "validation", "test")}
+    bodies = [r["text"] for rows in parts.values() for r in rows]
+    assert len(bodies) == len(set(bodies)) == 40  # each article once, in one split
+    assert all(r["id"].split("/")[1][0].isdigit() for rows in parts.values() for r in rows)  # the first kept
+
+
 def test_bbc_news_loads_from_the_installed_package():
     task = load_task("bbc_news")
     try:
         test = load_examples(task, "test")
     except HarnessError as exc:
         pytest.skip(str(exc))
-    assert len(test) == 444 and {e.label for e in test} == set(range(5))
-    assert len(load_examples(task, "train")) == 1558
+    train = load_examples(task, "train")
+    assert len(test) == 418 and {e.label for e in test} == set(range(5)) and len(train) == 1462
+    bodies = {e.fields["text"] for e in train} | {e.fields["text"] for e in load_examples(task, "validation")}
+    assert not any(e.fields["text"] in bodies for e in test)  # deduplicated before splitting

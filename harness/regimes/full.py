@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from harness.backbone import block_parameters, decoder_parameters
-from harness.prompts import first_answer_tokens, render_splits
+from harness.prompts import first_answer_tokens
 from harness.regimes.budget import Budget, resolve_budget
 from harness.regimes.options import ALWAYS_HASHED, HEAD_INITS, POOLINGS, check_choice
 from harness.regimes.probe import C_GRID
 from harness.regimes.protocol import Device, RegimeRun, Shared
+from harness.truncation import render_splits
 from harness.types import Cost, FitData, Template
 
 
@@ -54,7 +55,7 @@ class Full:
             progress: bool) -> RegimeRun:
         from harness.regimes.full_fit import fit_full
 
-        texts, labels = render_splits(template, data)
+        texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens)
         started = time.perf_counter()
         fit = fit_full(lm.model, lm.tokenizer, shared.features, texts, labels, len(data.label_names),
                        first_answer_tokens(lm.tokenizer, template), settings, seed, progress)

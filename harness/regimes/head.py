@@ -12,10 +12,11 @@ from typing import Any, Mapping
 
 from harness.backbone import block_parameters, decoder_parameters
 from harness.errors import HarnessError
-from harness.prompts import first_answer_tokens, render_splits
+from harness.prompts import first_answer_tokens
 from harness.regimes.options import ALWAYS_HASHED, HEAD_INITS, POOLINGS, check_at_least, check_choice, overlay
 from harness.regimes.probe import C_GRID
 from harness.regimes.protocol import Device, RegimeRun, Shared
+from harness.truncation import render_splits
 from harness.types import Cost, FitData, Template
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Head:
         from harness.regimes.head_fit import fit_head
 
         features = shared.features
-        texts, labels = render_splits(template, data)
+        texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens)
         tokens_before = features.tokens_run
         started = time.perf_counter()
         fit = fit_head(lm.model, features, texts, labels, len(data.label_names),

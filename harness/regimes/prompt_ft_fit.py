@@ -12,11 +12,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from harness.prompts import answers, render_input
+from harness.prompts import answers
 from harness.regimes.budget import Budget
 from harness.regimes.prompting import predict_prompting
 from harness.regimes.training import FitResult, LoopConfig, budget_warnings, train_loop
 from harness.scoring import ScoreRequest, tokenize_requests
+from harness.truncation import render_within
 from harness.types import FitData, Template
 
 
@@ -74,7 +75,9 @@ def fit_prompt_ft(lm: Any, template: Template, data: FitData, cfg: Budget, seed:
     model, tokenizer = lm.model, lm.tokenizer
     device = model.device
     choices = tuple(answers(template))
-    encoded = {split: [_scored(tokenizer, render_input(template, e), choices, cfg.max_tokens) for e in examples]
+    longest_answer = max(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+    encoded = {split: [_scored(tokenizer, text, choices, cfg.max_tokens)
+                       for text in render_within(template, examples, tokenizer, cfg.max_tokens, longest_answer)]
                for split, examples in (("train", data.train), ("dev", data.dev))}
     labels = {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
