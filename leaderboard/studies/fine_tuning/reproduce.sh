@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Fair fine-tuning, after (issue "Fair fine-tuning"): head (the standard probe, every template), full (own head
+# learning rate; zero and LP-FT probe init) and prompt-ft at k = 16 per class, 5 seeds, 1000 test examples (the
+# published leaderboard's subset; trec has 500, bbc_news 418 after deduplication).
+#   bash leaderboard/studies/fine_tuning/reproduce.sh cpu [DATA_DIR] [RUN_DIR]   # what ran here: 2 CPU cores
+#   bash leaderboard/studies/fine_tuning/reproduce.sh cuda [DATA_DIR] [RUN_DIR]  # the real budget, on a GPU
+# "cpu": full and prompt-ft at the CPU budget (24 steps, lr 4e-5), on the three short-input tasks only.
+# "cuda": full and prompt-ft at the CUDA budget (lr 1e-5..1e-4, up to 1000 steps, dev every 50, patience 5) on all
+# four tasks; several processes share one run folder (each cell is locked), which packs cells onto one GPU.
+set -euo pipefail
+MODE=${1:?cpu or cuda}
+DATA=${2:-../shared/data}
+RUNS=${3:-leaderboard/studies/fine_tuning/runs-$MODE}
+COMMON=(--k 16 --seeds 13,21,42,87,100 --limit 1000 --data-dir "$DATA" --out "$RUNS")
+if [ "$MODE" = cpu ]; then
+  harness eval --tasks sst2,subj,trec,bbc_news --regimes head --templates all "${COMMON[@]}"
+  harness eval --tasks sst2,subj,trec --regimes full,prompt-ft "${COMMON[@]}"
+  harness eval --tasks sst2,subj,trec --regimes full --head-init probe "${COMMON[@]}"
+else
+  PROCESSES=${PROCESSES:-4}
+  for i in $(seq "$PROCESSES"); do
+    harness eval --tasks sst2,subj,trec,bbc_news --regimes full,prompt-ft --templates all --full-defaults cuda "${COMMON[@]}" &
+  done
+  wait
+  harness eval --tasks sst2,subj,trec,bbc_news --regimes full --head-init probe --templates all --full-defaults cuda "${COMMON[@]}"
+fi
+harness leaderboard "$RUNS" --out "leaderboard/studies/fine_tuning/$MODE" --k 16
