@@ -99,6 +99,36 @@ def trainer_tokens_per_second(lm, texts, labels, steps: int, batch_size: int) ->
     return sum(tokens[:steps]) / seconds
 
 
+def plain_loop_rates(lm, texts, labels, steps: int, batch_size: int) -> tuple[float, float]:
+    """(steps/s, tokens/s) of the plainest loop over full's own batches: a copy of the backbone and a linear head,
+    forward, cross-entropy, backward, AdamW step; no schedule, clipping, dev checks or bookkeeping."""
+    import copy
+
+    from harness.regimes.training import _cycle_batches, pool
+
+    enc = [list(ids) for ids in lm.tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
+    backbone = copy.deepcopy(anatomy(lm.model).decoder).float().train()
+    head = torch.nn.Linear(lm.model.config.hidden_size, 5)
+    optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=4e-5)
+    batches = _cycle_batches([len(e) for e in enc], batch_size, 13)
+    pad, tokens, seconds = lm.tokenizer.pad_token_id, 0, 0.0
+    for _ in range(steps):
+        rows = next(batches)
+        width = max(len(enc[i]) for i in rows)
+        ids = torch.tensor([enc[i] + [pad] * (width - len(enc[i])) for i in rows])
+        mask = torch.tensor([[1] * len(enc[i]) + [0] * (width - len(enc[i])) for i in rows])
+        y = torch.tensor([labels[i] for i in rows])
+        start = time.perf_counter()
+        hidden = backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        loss = torch.nn.functional.cross_entropy(head(pool(hidden, mask, "last")), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds += time.perf_counter() - start
+        tokens += int(mask.sum())
+    return steps / seconds, tokens / seconds
+
+
 def full_rss_child(steps: int) -> None:
     """Run one `full` fit in this process and print its peak RSS (the model load included)."""
     lm = load_model("smollm2-135m")
@@ -129,6 +159,8 @@ def main() -> None:
     history = fit.details["selection"]["history"]
     ours = fit.trained_tokens / fit.details["train_step_seconds"]  # training steps only, like the Trainer
     theirs = trainer_tokens_per_second(lm, texts["train"], labels["train"], args.steps, cfg.batch_size)
+    plain_steps, plain_tokens = plain_loop_rates(lm, texts["train"], labels["train"], args.steps, cfg.batch_size)
+    full_steps = fit.train_steps / fit.details["train_step_seconds"]
     child = subprocess.run([sys.executable, __file__, "--rss-child", "--steps", str(args.steps)],
                            capture_output=True, text=True, check=True)
     rss = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
@@ -144,6 +176,9 @@ def main() -> None:
         f"| (b) `full` training tokens/s ÷ plain HF `Trainer` ({args.steps} steps, batch {cfg.batch_size}) | "
         f"{ours:.0f} ÷ {theirs:.0f} = **{ours / theirs:.2f}** | ≥ 1.0 | {'met' if ours / theirs >= 1.0 else 'missed'} |",
         f"| (c) padding fraction of `full` batches | **{100 * pad:.1f} %** | < 10 % | {'met' if pad < 0.1 else 'missed'} |",
+        f"| (e) `full` steps/s and tokens/s ÷ a plain loop over the same batches (no schedule, clipping or "
+        f"bookkeeping) | {full_steps:.2f} ÷ {plain_steps:.2f} steps/s, {ours:.0f} ÷ {plain_tokens:.0f} tokens/s = "
+        f"**{ours / plain_tokens:.2f}** | — | — |",
         f"| (d) peak RSS of `full` (fresh process: model load + {args.steps} steps) | **{rss / 2**30:.2f} GiB** | — | — |",
         "",
         f"Both count non-pad training tokens over the time spent in training steps: `full`'s optimizer steps "

@@ -7,10 +7,13 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:  # scikit-learn is imported when a probe is fitted: the registry (and the leaderboard) stay light
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
 # 10^-4 .. 10^4 in half-decades: wide enough that the edge is rarely the choice (each edge is a warning)
 C_GRID = tuple(float(10 ** (e / 2)) for e in range(-8, 9))
@@ -50,6 +53,10 @@ def fit_probe(train: np.ndarray, train_labels: Sequence[int], dev: np.ndarray, d
               classes: int, grid: Sequence[float] = C_GRID) -> Probe:
     """Standardise with the training features' mean and std, fit one probe per C, keep the best on dev: accuracy,
     then log-loss, then the smaller C (the grid's order)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.preprocessing import StandardScaler
+
     train, dev = np.asarray(train, dtype=np.float64), np.asarray(dev, dtype=np.float64)
     scaler = StandardScaler().fit(train)
     x_train, x_dev = scaler.transform(train), scaler.transform(dev)
