@@ -14,7 +14,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from harness import catalog
 from harness.errors import HarnessError
 from harness.tasks import read_text, read_yaml
-from harness.types import Example, FitData, TaskSpec, Template, TestInput
+from harness.types import Example, TaskSpec, Template, TestInput
 
 _HEADER_KEYS: dict[str, type] = {"description": str, "verbalizers": dict, "delimiter": str, "separator": str}
 DEFAULT_DELIMITER = " "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Any, Sequence
 
@@ -14,8 +13,8 @@ from harness.regimes.full import FullSettings
 from harness.regimes.features import FeatureStore
 from harness.regimes.head_fit import train_probe
 from harness.regimes.probe import Probe
-from harness.regimes.training import (FitResult, LoopConfig, SequenceClassifier, budget_warnings, init_weights,
-                                      length_grouped_batches, padding_fraction, train_loop)
+from harness.regimes.training import (FitResult, SequenceClassifier, autocast_for, fit_over_learning_rates,
+                                      init_weights, length_grouped_batches, padding_fraction, selection_details)
 
 
 def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, list[str]],
@@ -26,48 +25,30 @@ def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, l
     probe = train_probe(store, texts, labels, classes, cfg, progress) if cfg.head_init == "probe" else None
     encoded = {split: _encode(tokenizer, texts[split], cfg.max_tokens) for split in texts}
     pad = tokenizer.pad_token_id
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
-    y_dev = torch.tensor(labels["dev"], device=device)
-    best = None
-    for lr in cfg.learning_rates:
+    autocast = autocast_for(device)
+
+    def build(lr: float) -> tuple[SequenceClassifier, list]:
         classifier = _build(model, answer_ids, classes, cfg, probe)
-        params = [{"params": [p for p in classifier.modules_trained.parameters() if p.requires_grad]},
-                  {"params": list(classifier.head.parameters()), "lr": cfg.head_learning_rate}]
+        return classifier, [{"params": [p for p in classifier.modules_trained.parameters() if p.requires_grad]},
+                            {"params": list(classifier.head.parameters()), "lr": cfg.head_learning_rate}]
 
-        def make_batch(rows: list[int], split: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            ids, mask = _pad([encoded[split][i] for i in rows], pad, device)
-            return ids, mask, torch.tensor([labels[split][i] for i in rows], device=device)
+    def make_batch(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids, mask = _pad([encoded["train"][i] for i in rows], pad, device)
+        return ids, mask, torch.tensor([labels["train"][i] for i in rows], device=device)
 
-        def dev_score(classifier=classifier) -> tuple[float, float]:
-            logits = _predict(classifier, encoded["dev"], pad, device, cfg.batch_size, autocast)
-            loss = nn.functional.cross_entropy(logits, y_dev).item()
-            return (logits.argmax(-1) == y_dev).float().mean().item(), -loss
-
-        loop_cfg = LoopConfig(learning_rate=lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
-                              grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, eval_every=cfg.eval_every,
-                              patience=cfg.patience, seed=seed)
-        result = train_loop(classifier, params, make_batch, range(len(encoded["train"])),
-                            [len(ids) for ids in encoded["train"]], dev_score, loop_cfg, autocast, progress)
-        if best is None or result.best_dev > best[0].best_dev:
-            best = (result, lr, classifier)
-        else:
-            del classifier
-    result, lr, classifier = best
-    classifier.load_state_dict(result.best_state, strict=False)
-    logits = _predict(classifier, encoded["test"], pad, device, cfg.batch_size, autocast)
     lengths = [len(ids) for ids in encoded["train"]]
+    result, lr, classifier = fit_over_learning_rates(
+        build, make_batch, lengths, lambda c: _predict(c, encoded["dev"], pad, device, cfg.batch_size, autocast),
+        torch.tensor(labels["dev"], device=device), cfg, seed, autocast, progress)
+    logits = _predict(classifier, encoded["test"], pad, device, cfg.batch_size, autocast)
     total = sum(p.numel() for p in classifier.parameters())
+    details = selection_details(result, lr, cfg)
+    if probe:
+        details["selection"]["probe"] = {"C": probe.c, "dev_accuracy": probe.dev_accuracy}
     return FitResult(
         probs=torch.softmax(logits, -1).tolist(),
         details={
-            "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning_rates and evaluations",
-                          "chosen": {"learning_rate": lr}, "best_step": result.best_step, "steps": result.steps,
-                          "dev_accuracy": result.best_dev[0], "dev_loss": -result.best_dev[1],
-                          "history": result.history,
-                          **({"probe": {"C": probe.c, "dev_accuracy": probe.dev_accuracy}} if probe else {})},
-            "warnings": budget_warnings("learning rate", cfg.learning_rates, lr, result.best_step, result.steps,
-                                        cfg.max_steps),
-            "train_step_seconds": round(result.step_seconds, 3),
+            **details,
             "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
             "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, cfg.batch_size, seed)),
         },

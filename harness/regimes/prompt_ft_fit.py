@@ -4,7 +4,6 @@ the test set with the zero-shot scorer."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -15,7 +14,7 @@ from torch import nn
 from harness.prompts import answers
 from harness.regimes.budget import Budget
 from harness.regimes.prompting import predict_prompting
-from harness.regimes.training import FitResult, LoopConfig, budget_warnings, train_loop
+from harness.regimes.training import FitResult, autocast_for, fit_over_learning_rates, selection_details
 from harness.scoring import ScoreRequest, tokenize_requests
 from harness.truncation import render_within
 from harness.types import FitData, Template
@@ -81,53 +80,32 @@ def fit_prompt_ft(lm: Any, template: Template, data: FitData, cfg: Budget, seed:
                for split, examples in (("train", data.train), ("dev", data.dev))}
     labels = {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
-    y_dev = torch.tensor(labels["dev"], device=device)
-    best = None
-    for lr in cfg.learning_rates:
+    autocast = autocast_for(device)
+
+    def build(lr: float) -> tuple[AnswerScorer, list]:
         scorer = AnswerScorer(copy.deepcopy(model).float()).to(device)  # fp32 master weights; the base untouched
         if cfg.gradient_checkpointing and hasattr(scorer.modules_trained, "gradient_checkpointing_enable"):
             scorer.modules_trained.gradient_checkpointing_enable()
-        params = [p for p in scorer.modules_trained.parameters()]
+        params = list(scorer.modules_trained.parameters())
         for p in params:
             p.requires_grad_(True)
+        return scorer, params
 
-        def make_batch(rows: list[int], split: str = "train") -> tuple[AnswerBatch, torch.Tensor, torch.Tensor]:
-            batch, mask = _batch([encoded[split][i] for i in rows], pad, device)
-            return batch, mask, torch.tensor([labels[split][i] for i in rows], device=device)
+    def make_batch(rows: list[int]) -> tuple[AnswerBatch, torch.Tensor, torch.Tensor]:
+        batch, mask = _batch([encoded["train"][i] for i in rows], pad, device)
+        return batch, mask, torch.tensor([labels["train"][i] for i in rows], device=device)
 
-        def dev_score(scorer=scorer) -> tuple[float, float]:
-            logits = _scores(scorer, encoded["dev"], pad, device, cfg.batch_size, autocast)
-            loss = nn.functional.cross_entropy(logits, y_dev).item()
-            return (logits.argmax(-1) == y_dev).float().mean().item(), -loss
-
-        loop_cfg = LoopConfig(learning_rate=lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
-                              grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, eval_every=cfg.eval_every,
-                              patience=cfg.patience, seed=seed)
-        result = train_loop(scorer, params, make_batch, range(len(encoded["train"])),
-                            [sum(len(r) for r in s.rows) for s in encoded["train"]], dev_score, loop_cfg, autocast,
-                            progress)
-        if best is None or result.best_dev > best[0].best_dev:
-            best = (result, lr, scorer)
-        else:
-            del scorer
-    result, lr, scorer = best
-    scorer.load_state_dict(result.best_state, strict=False)
+    result, lr, scorer = fit_over_learning_rates(
+        build, make_batch, [sum(len(r) for r in s.rows) for s in encoded["train"]],
+        lambda s: _scores(s, encoded["dev"], pad, device, cfg.batch_size, autocast),
+        torch.tensor(labels["dev"], device=device), cfg, seed, autocast, progress)
     trained = scorer.modules_trained.eval()
     run = predict_prompting(trained, tokenizer, lm.max_length, template, data.test, (), cfg.batch_size, progress)
     total = sum(p.numel() for p in trained.parameters())
     return FitResult(
         probs=[list(p.probs) for p in run.predictions],
-        details={
-            "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning_rates and evaluations",
-                          "chosen": {"learning_rate": lr}, "best_step": result.best_step, "steps": result.steps,
-                          "dev_accuracy": result.best_dev[0], "dev_loss": -result.best_dev[1],
-                          "history": result.history},
-            "warnings": budget_warnings("learning rate", cfg.learning_rates, lr, result.best_step, result.steps,
-                                        cfg.max_steps),
-            "train_step_seconds": round(result.step_seconds, 3),
-            "test_prompt_tokens": sum(p.prompt_tokens for p in run.predictions),
-        },
+        details={**selection_details(result, lr, cfg),
+                 "test_prompt_tokens": sum(p.prompt_tokens for p in run.predictions)},
         trainable_parameters=total,
         train_steps=result.steps,
         trained_tokens=result.tokens,

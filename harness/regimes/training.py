@@ -3,6 +3,7 @@ on the hidden state of the last non-pad token (or the mean over tokens)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -198,6 +199,54 @@ def train_loop(model: SequenceClassifier, params: list[nn.Parameter] | list[dict
     bar.close()
     model.eval()
     return best
+
+
+def autocast_for(device: torch.device) -> Callable[[], Any]:
+    """bf16 autocast on CUDA (fp32 master weights), nothing on a CPU."""
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list]], make_batch: Callable[[list[int]], tuple],
+                            lengths: Sequence[int], dev_logits: Callable[[nn.Module], torch.Tensor],
+                            dev_labels: torch.Tensor, cfg: Any, seed: int, autocast: Callable[[], Any],
+                            progress: bool = False) -> tuple[LoopResult, float, nn.Module]:
+    """One training run per learning rate of cfg (a Budget), each on a model `build(lr)` makes (with its parameters
+    or parameter groups); the best dev checkpoint over all of them is loaded into its model and returned."""
+    best = None
+    for lr in cfg.learning_rates:
+        model, params = build(lr)
+
+        def dev_score(model: nn.Module = model) -> tuple[float, float]:
+            logits = dev_logits(model)
+            loss = nn.functional.cross_entropy(logits, dev_labels).item()
+            return (logits.argmax(-1) == dev_labels).float().mean().item(), -loss
+
+        loop_cfg = LoopConfig(learning_rate=lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
+                              grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, eval_every=cfg.eval_every,
+                              patience=cfg.patience, seed=seed)
+        result = train_loop(model, params, make_batch, range(len(lengths)), lengths, dev_score, loop_cfg, autocast,
+                            progress)
+        if best is None or result.best_dev > best[0].best_dev:
+            best = (result, lr, model)
+        else:
+            del model
+    result, lr, model = best
+    model.load_state_dict(result.best_state, strict=False)
+    return result, lr, model
+
+
+def selection_details(result: LoopResult, lr: float, cfg: Any) -> dict[str, Any]:
+    """What a result records of a learning-rate search: the choice, the dev history, the warnings."""
+    return {
+        "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning_rates and evaluations",
+                      "chosen": {"learning_rate": lr}, "best_step": result.best_step, "steps": result.steps,
+                      "dev_accuracy": result.best_dev[0], "dev_loss": -result.best_dev[1], "history": result.history},
+        "warnings": budget_warnings("learning rate", cfg.learning_rates, lr, result.best_step, result.steps,
+                                    cfg.max_steps),
+        "train_step_seconds": round(result.step_seconds, 3),
+    }
 
 
 def _adamw(params: list[dict[str, Any]], cfg: LoopConfig) -> torch.optim.Optimizer:
