@@ -143,7 +143,7 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 # The regime options of `harness eval`: each is a settings field of the regimes that have it (regimes/options.py).
 REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tokens", "full_learning_rates",
                   "full_head_learning_rate", "full_max_steps", "full_defaults", "prompt_ft_learning_rates",
-                  "prompt_ft_max_steps", "grad_accum", "gradient_checkpointing", "calibration", "demos", "demo_sets")
+                  "prompt_ft_max_steps", "scratch_learning_rates", "scratch_max_steps", "grad_accum", "gradient_checkpointing", "calibration", "demos", "demo_sets")
 
 
 @cli.command("eval")
@@ -174,6 +174,10 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
               help="full: the new head's own learning rate [default: 1e-3].")
 @click.option("--full-max-steps", default=None, type=int,
               help="full: optimizer steps per learning rate, early stopping on dev [default: by device].")
+@click.option("--scratch-learning-rates", default=None, callback=_float_list,
+              help="scratch: learning-rate grid, selected on dev [default: by device].")
+@click.option("--scratch-max-steps", default=None, type=int,
+              help="scratch: optimizer steps per learning rate, early stopping on dev [default: by device].")
 @click.option("--prompt-ft-learning-rates", default=None, callback=_float_list,
               help="prompt-ft: learning-rate grid, selected on dev [default: by device].")
 @click.option("--prompt-ft-max-steps", default=None, type=int,

@@ -238,7 +238,7 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
         (["--k", "five"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "full"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "-5"], "--k must be comma-separated positive integers or 'all'"),
-        (["--regimes", "head,lora"], "unknown regime 'lora' (known: zero-shot, few-shot, head, full, prompt-ft)"),
+        (["--regimes", "head,lora"], "unknown regime 'lora' (known: zero-shot, few-shot, head, full, prompt-ft, scratch, tfidf)"),
     ],
 )
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
@@ -362,3 +362,49 @@ def test_prompt_ft_runs_through_eval(patched, tmp_path):
     assert cell["settings"]["max_steps"] == 2 and cell["cost"]["trainable_parameters"] > 0
     rows = [json.loads(r) for r in next(tmp_path.rglob("prompt-ft_k2_seed13.jsonl")).read_text().splitlines()]
     assert len(rows[0]["loglik"]) == 2  # scored as zero-shot: the answers' log-likelihoods are kept
+
+
+def test_scratch_starts_from_a_seeded_random_init_not_the_pretrained_weights(toy_env, model, tokenizer):
+    from harness.regimes.full_fit import _build
+    from harness.regimes.scratch import ScratchSettings
+
+    cfg = ScratchSettings()
+    first, again, other = (_build(model, None, 2, cfg, None, seed) for seed in (13, 13, 21))
+    pretrained = dict(model.model.named_parameters())
+    fresh = dict(first.modules_trained.named_parameters())
+    weights = [k for k in fresh if k.endswith("weight") and "norm" not in k]
+    assert all(not torch.equal(fresh[k], pretrained[k]) for k in weights)
+    assert all(torch.equal(fresh[k], dict(again.modules_trained.named_parameters())[k]) for k in fresh)
+    assert any(not torch.equal(fresh[k], dict(other.modules_trained.named_parameters())[k]) for k in weights)
+
+
+def test_scratch_and_tfidf_run_through_eval(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "scratch,tfidf",
+                                  "--k", "4", "--seeds", "13", "--scratch-max-steps", "2", "--batch-size", "4",
+                                  "--head-init", "probe", "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    scratch = json.loads(next(tmp_path.rglob("scratch_k4_seed13.json")).read_text())
+    assert scratch["settings"]["learning_rates"] == [3e-4] and scratch["settings"]["head_init"] == "zero"
+    tfidf = json.loads(next(tmp_path.rglob("tfidf_k4_seed13.json")).read_text())
+    assert tfidf["vocabulary"] > 0 and tfidf["selection"]["chosen"]["C"] in [g["C"] for g in tfidf["selection"]["grid"]]
+    assert tfidf["cost"]["stored_bytes_per_task"] == 8 * (tfidf["cost"]["trainable_parameters"] + tfidf["vocabulary"])
+    assert set(tfidf["train_ids"]) == set(scratch["train_ids"])  # the same k examples
+
+
+def test_tfidf_equals_scikit_learn_fitted_by_hand(toy_env):
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from harness.prompts import render_input
+    from harness.regimes.tfidf import Tfidf, TfidfSettings
+
+    task, draw, test, _, _ = _data(k=4)
+    template = load_template(task, "cloze")
+    data = fit_data(draw, test, task)
+    run = Tfidf().run(None, None, template, data, TfidfSettings(c_grid=(0.1, 10.0)), 13, False)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x = vectorizer.fit_transform([render_input(template, e) for e in data.train])
+    clf = LogisticRegression(C=run.details["selection"]["chosen"]["C"], max_iter=2000).fit(x, [e.label for e in data.train])
+    expected = clf.predict_proba(vectorizer.transform([render_input(template, e) for e in data.test]))
+    assert np.allclose([p.probs for p in run.predictions], expected)

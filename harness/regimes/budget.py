@@ -34,11 +34,13 @@ class Budget:
 B = TypeVar("B", bound=Budget)
 
 
-def resolve_budget(defaults: B, options: Mapping[str, Any], device_kind: str, regime: str) -> B:
-    """`defaults` (a Budget subclass) for the device kind asked (--full-defaults) or in use, then the options."""
+def resolve_budget(defaults: B, options: Mapping[str, Any], device_kind: str, regime: str,
+                   cuda: Mapping[str, Any] = CUDA_BUDGET) -> B:
+    """`defaults` (a Budget subclass) for the device kind asked (--full-defaults) or in use (`cuda` overrides the
+    CPU defaults on CUDA), then the options."""
     kind = options.get("full_defaults") or device_kind
     check_choice("--full-defaults", kind, DEVICE_KINDS)
-    base = replace(defaults, defaults=kind, **(CUDA_BUDGET if kind == "cuda" else {}))
+    base = replace(defaults, defaults=kind, **(cuda if kind == "cuda" else {}))
     settings = overlay(base, options, regime)
     flag = regime.replace("_", "-")
     if not settings.learning_rates:

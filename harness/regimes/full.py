@@ -53,12 +53,17 @@ class Full:
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: FullSettings, seed: int,
             progress: bool) -> RegimeRun:
+        return self.train(lm, shared, template, data, settings, seed, progress, fresh=False)
+
+    def train(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: FullSettings, seed: int,
+              progress: bool, fresh: bool) -> RegimeRun:
+        """Train a copy of the backbone (fresh: a random initialisation of its architecture) and a new head."""
         from harness.regimes.full_fit import fit_full
 
         texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens)
         started = time.perf_counter()
         fit = fit_full(lm.model, lm.tokenizer, shared.features, texts, labels, len(data.label_names),
-                       first_answer_tokens(lm.tokenizer, template), settings, seed, progress)
+                       first_answer_tokens(lm.tokenizer, template), settings, seed, progress, fresh=fresh)
         seconds = time.perf_counter() - started
         blocks = block_parameters(lm.model)
         test_tokens = sum(shared.features.token_lengths(texts["test"], settings.max_tokens))

@@ -19,8 +19,9 @@ from harness.regimes.training import (FitResult, SequenceClassifier, autocast_fo
 
 def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, list[str]],
              labels: dict[str, list[int]], classes: int, answer_ids: Sequence[int] | None, cfg: FullSettings,
-             seed: int, progress: bool = False) -> FitResult:
-    """Train on texts['train'] for each learning rate, keep the best dev checkpoint, predict texts['test']."""
+             seed: int, progress: bool = False, fresh: bool = False) -> FitResult:
+    """Train on texts['train'] for each learning rate, keep the best dev checkpoint, predict texts['test'].
+    fresh: the backbone is a random initialisation of the model's architecture (`scratch`), seeded."""
     device = model.device
     probe = train_probe(store, texts, labels, classes, cfg, progress) if cfg.head_init == "probe" else None
     encoded = {split: _encode(tokenizer, texts[split], cfg.max_tokens) for split in texts}
@@ -28,7 +29,7 @@ def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, l
     autocast = autocast_for(device)
 
     def build(lr: float) -> tuple[SequenceClassifier, list]:
-        classifier = _build(model, answer_ids, classes, cfg, probe)
+        classifier = _build(model, answer_ids, classes, cfg, probe, seed if fresh else None)
         return classifier, [{"params": [p for p in classifier.modules_trained.parameters() if p.requires_grad]},
                             {"params": list(classifier.head.parameters()), "lr": cfg.head_learning_rate}]
 
@@ -61,9 +62,15 @@ def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, l
 
 
 def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: FullSettings,
-           probe: Probe | None) -> SequenceClassifier:
-    """A trainable copy of the backbone (the base model stays untouched) and a new head."""
-    backbone = copy.deepcopy(anatomy(model).decoder).float()  # fp32 master weights; bf16 only under autocast
+           probe: Probe | None, fresh_seed: int | None = None) -> SequenceClassifier:
+    """A trainable copy of the backbone (the base model stays untouched) and a new head; with a fresh_seed, a
+    random initialisation of the same architecture instead of the copy."""
+    if fresh_seed is None:
+        backbone = copy.deepcopy(anatomy(model).decoder)
+    else:
+        torch.manual_seed(fresh_seed)
+        backbone = type(model)(model.config).to(model.device).get_decoder()  # the model class's own init
+    backbone = backbone.float()  # fp32 master weights; bf16 only under autocast
     backbone.train()
     for p in backbone.parameters():
         p.requires_grad_(True)

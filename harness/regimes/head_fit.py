@@ -27,14 +27,11 @@ def fit_head(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
         return _fit_top(model, store, texts, labels, classes, answer_ids, cfg, seed, progress)
     probe = train_probe(store, texts, labels, classes, cfg, progress)
     test = store.pooled(texts["test"], cfg.pooling, cfg.max_tokens, cfg.batch_size, progress).numpy()
-    warnings = [f"C = {probe.c:g} is on the edge of the grid ({cfg.c_grid[0]:g} .. {cfg.c_grid[-1]:g})"] \
-        if probe.on_edge else []
     return FitResult(
         probs=probe.probabilities(test).tolist(),
-        details={"selection": {"rule": "standardised features, L-BFGS logistic regression; best dev accuracy, then "
-                                       "dev loss, then the smaller C", "chosen": {"C": probe.c},
-                               "dev_accuracy": probe.dev_accuracy, "dev_loss": probe.dev_loss, "grid": probe.tried},
-                 "warnings": warnings},
+        details={"selection": probe.selection("standardised features, L-BFGS logistic regression; best dev "
+                                              "accuracy, then dev loss, then the smaller C"),
+                 "warnings": probe.warnings},
         trainable_parameters=classes * (probe.model.coef_.shape[1] + 1),  # one weight row and bias per class
         train_steps=sum(1 for _ in cfg.c_grid),
     )

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +24,7 @@ MAX_ITER = 2000
 class Probe:
     """The chosen probe, and every C's dev scores."""
 
-    scaler: StandardScaler
+    scaler: StandardScaler | None  # None: the features are used as they are (tf-idf)
     model: LogisticRegression
     classes: int
     c: float
@@ -34,32 +34,50 @@ class Probe:
     on_edge: bool
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        probs = self.model.predict_proba(self.scaler.transform(np.asarray(features, dtype=np.float64)))
+        if self.scaler is not None:
+            features = self.scaler.transform(np.asarray(features, dtype=np.float64))
+        probs = self.model.predict_proba(features)
         return _all_classes(self.model, probs, self.classes)
+
+    @property
+    def warnings(self) -> list[str]:
+        """A choice on the grid's edge, as every regime's result records it."""
+        if not self.on_edge:
+            return []
+        return [f"C = {self.c:g} is on the edge of the grid ({self.tried[0]['C']:g} .. {self.tried[-1]['C']:g})"]
+
+    def selection(self, rule: str) -> dict[str, Any]:
+        """What a result records of the search: the rule, the choice, its dev scores, every C's."""
+        return {"rule": rule, "chosen": {"C": self.c}, "dev_accuracy": self.dev_accuracy, "dev_loss": self.dev_loss,
+                "grid": self.tried}
 
     def raw_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """(classes, dim) weights and bias acting on the unstandardised features: the same logits."""
-        scale = self.scaler.scale_
         if len(self.model.classes_) != self.classes:
             raise ValueError("a probe trained on fewer classes than the task has gives no weights for the rest")
-        coef = self.model.coef_ / scale
-        bias = self.model.intercept_ - coef @ self.scaler.mean_
+        coef, bias = self.model.coef_, self.model.intercept_
+        if self.scaler is not None:
+            coef = coef / self.scaler.scale_
+            bias = bias - coef @ self.scaler.mean_
         if coef.shape[0] == 1:  # scikit-learn keeps one row for two classes: logits (0, z) -> (-z/2, z/2)
             coef, bias = np.vstack([-coef / 2, coef / 2]), np.array([-bias[0] / 2, bias[0] / 2])
         return coef, bias
 
 
-def fit_probe(train: np.ndarray, train_labels: Sequence[int], dev: np.ndarray, dev_labels: Sequence[int],
-              classes: int, grid: Sequence[float] = C_GRID) -> Probe:
-    """Standardise with the training features' mean and std, fit one probe per C, keep the best on dev: accuracy,
-    then log-loss, then the smaller C (the grid's order)."""
+def fit_probe(train: Any, train_labels: Sequence[int], dev: Any, dev_labels: Sequence[int], classes: int,
+              grid: Sequence[float] = C_GRID, standardize: bool = True) -> Probe:
+    """Standardise with the training features' mean and std (unless told not to: sparse tf-idf), fit one probe
+    per C, keep the best on dev: accuracy, then log-loss, then the smaller C (the grid's order)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
     from sklearn.preprocessing import StandardScaler
 
-    train, dev = np.asarray(train, dtype=np.float64), np.asarray(dev, dtype=np.float64)
-    scaler = StandardScaler().fit(train)
-    x_train, x_dev = scaler.transform(train), scaler.transform(dev)
+    scaler = None
+    x_train, x_dev = train, dev
+    if standardize:
+        train, dev = np.asarray(train, dtype=np.float64), np.asarray(dev, dtype=np.float64)
+        scaler = StandardScaler().fit(train)
+        x_train, x_dev = scaler.transform(train), scaler.transform(dev)
     labels = list(range(classes))
     best, tried = None, []
     for position, c in enumerate(grid):
