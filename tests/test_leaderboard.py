@@ -160,6 +160,30 @@ def test_edge_and_last_step_warnings_are_marked(tmp_path):
     assert checks["head"][2] == ("0 of 1", False)
 
 
+def test_transfer_gain_is_paired_by_seed_and_negative_transfer_marked(tmp_path):
+    from harness.leaderboard.tables import transfer_table
+
+    root = tmp_path / "runs"
+    for seed, scratch, head in ((13, HALF, RIGHT), (21, HALF, WRONG2), (42, RIGHT, HALF), (87, RIGHT, HALF)):
+        write_cell(root, "t1", "a", "scratch", 16, seed, scratch)
+        write_cell(root, "t1", "a", "head", 16, seed, head)
+        write_cell(root, "t1", "a", "full", 16, seed, HALF)
+    write_cell(root, "t1", "a", "zero-shot", 0, None, WRONG2)
+    rows = {row[2][0]: row for row in transfer_table(collect([root]).cells).rows}
+    # head − scratch per seed: +50, +30, −50, −50 -> mean −5
+    assert rows["head"][3] == ("-5.0", False) and rows["head"][5] == ("4", False)
+    # full − scratch: 0, 0, −50, −50: mean −25, the CI [−50, 0] reaches 0, so no mark
+    assert rows["full"][3] == ("-25.0", False)
+    assert rows["zero-shot"][3][0] == "+5.0"  # 80 % against the mean of 50, 50, 100, 100
+    assert set(rows) == {"zero-shot", "head", "full"}
+    root2 = tmp_path / "neg"
+    for seed in (13, 21, 42):
+        write_cell(root2, "t1", "a", "scratch", 16, seed, RIGHT)
+        write_cell(root2, "t1", "a", "full", 16, seed, HALF if seed != 42 else WRONG2)
+    neg = {row[2][0]: row for row in transfer_table(collect([root2]).cells).rows}
+    assert neg["full"][3] == ("-40.0 ▼", True)
+
+
 def test_merge_and_dedup(runs, tmp_path):
     other = tmp_path / "copy"
     shutil.copytree(runs, other)

@@ -10,8 +10,8 @@ import pandas as pd
 
 from harness.leaderboard.collect import load_predictions
 from harness.leaderboard.stats import (PERMUTATIONS, SIGNIFICANCE, brier_score, expected_calibration_error,
-                                       paired_p_value)
-from harness.regimes import in_context_reference, order_of
+                                       mean_with_ci, paired_p_value)
+from harness.regimes import in_context_reference, no_transfer_reference, order_of
 
 COLLAPSE = 0.9  # a cell whose most predicted class takes this share of its predictions is flagged
 
@@ -221,6 +221,35 @@ def _random(cells: pd.DataFrame, task: str) -> float | None:
     if not paths:
         return None
     return 1.0 / len(load_predictions(paths[0])["probs"].iloc[0])
+
+
+def transfer_table(cells: pd.DataFrame) -> Table:
+    """Transfer gain: each regime minus the from-scratch baseline (the same architecture, random weights) at the
+    same task and k, per seed (paired), with a bootstrap CI over seeds; negative transfer marked."""
+    seeds = per_seed(cells)
+    baseline = no_transfer_reference()
+    rows = []
+    for (task, k), scratch in seeds[seeds["regime"] == baseline].groupby(["task", "k"]):
+        by_seed = scratch.set_index("seed")["accuracy"]
+        others = seeds[(seeds["task"] == task) & ((seeds["k"] == k) | ~seeds["seeded"]) & (seeds["regime"] != baseline)]
+        for regime, g in sorted(others.groupby("regime"), key=lambda kv: regime_order(kv[0])):
+            if g["seeded"].all():
+                diffs = [acc - by_seed[s] for s, acc in zip(g["seed"], g["accuracy"]) if s in by_seed.index]
+            else:  # one unseeded cell (zero-shot without a dev set) pairs with every seed
+                diffs = list(g["accuracy"].iloc[0] - by_seed)
+            if not diffs:
+                continue
+            gain, low, high = mean_with_ci(diffs)
+            negative = high < 0
+            ci = "—" if math.isnan(low) else f"{100 * low:+.1f} … {100 * high:+.1f}"
+            rows.append([(task, False), (str(k), False), (regime, False),
+                         (f"{100 * gain:+.1f}" + (" ▼" if negative else ""), negative), (ci, False),
+                         (str(len(diffs)), False)])
+    notes = [f"Gain = accuracy − {baseline}'s accuracy at the same task and k, paired by seed (a regime that draws no "
+             "examples pairs with every seed), in points; 95 % percentile bootstrap CI over seeds "
+             "(scipy.stats.bootstrap, 9,999 resamples). ▼ (bold): negative transfer, the whole CI below 0."]
+    return Table("Transfer gain over training from scratch", ["task", "k", "regime", "gain", "95 % CI", "seeds"],
+                 rows, notes, key="transfer")
 
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:

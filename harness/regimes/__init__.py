@@ -63,3 +63,8 @@ def seeded(regime: Regime, settings: object, templates: int) -> bool:
 def in_context_reference() -> str | None:
     """The prompting regime that learns from the k examples in context (few-shot): fine-tuning's comparison."""
     return next((n for n, r in REGISTRY.items() if r.prompting and r.draws_examples), None)
+
+
+def no_transfer_reference() -> str:
+    """The regime that trains the same architecture from random weights: the transfer gain's baseline."""
+    return "scratch"
