@@ -143,7 +143,8 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 # The regime options of `harness eval`: each is a settings field of the regimes that have it (regimes/options.py).
 REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tokens", "full_learning_rates",
                   "full_head_learning_rate", "full_max_steps", "full_defaults", "prompt_ft_learning_rates",
-                  "prompt_ft_max_steps", "scratch_learning_rates", "scratch_max_steps", "grad_accum", "gradient_checkpointing", "calibration", "demos", "demo_sets")
+                  "prompt_ft_max_steps", "scratch_learning_rates", "scratch_max_steps", "lora_learning_rates", "lora_max_steps",
+                  "lora_rank", "lora_alpha", "lora_targets", "grad_accum", "gradient_checkpointing", "calibration", "demos", "demo_sets")
 
 
 @cli.command("eval")
@@ -174,6 +175,14 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
               help="full: the new head's own learning rate [default: 1e-3].")
 @click.option("--full-max-steps", default=None, type=int,
               help="full: optimizer steps per learning rate, early stopping on dev [default: by device].")
+@click.option("--lora-learning-rates", default=None, callback=_float_list,
+              help="lora: learning-rate grid, selected on dev [default: by device].")
+@click.option("--lora-max-steps", default=None, type=int,
+              help="lora: optimizer steps per learning rate, early stopping on dev [default: by device].")
+@click.option("--lora-rank", default=None, type=int, help="lora: adapter rank [default: 8].")
+@click.option("--lora-alpha", default=None, type=int, help="lora: adapter scale alpha (update x alpha / rank) [default: 16].")
+@click.option("--lora-targets", default=None, callback=lambda ctx, param, value: _names(ctx, param, value) if value else None,
+              help="lora: comma-separated linear module names in the blocks, or 'all-linear' [default: all-linear].")
 @click.option("--scratch-learning-rates", default=None, callback=_float_list,
               help="scratch: learning-rate grid, selected on dev [default: by device].")
 @click.option("--scratch-max-steps", default=None, type=int,

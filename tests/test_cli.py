@@ -100,7 +100,7 @@ TOY = (FIXTURES / "tasks" / "toy.yaml").read_text()
     [
         (["--tasks", "nope"], None, "unknown task 'nope'"),
         (["--tasks", "toy", "--templates", "nope"], None, "unknown template 'nope' for task 'toy'"),
-        (["--tasks", "toy", "--regimes", "few-shot,lora"], None, "unknown regime 'lora'"),
+        (["--tasks", "toy", "--regimes", "few-shot,qlora"], None, "unknown regime 'qlora'"),
         (["--tasks", "toy", "--templates", "cloze", "--regimes", "few-shot", "--k", "9"], None,
          "k=9 per class plus a dev set of 9 needs 18 train examples of class 'negative', the train split has 12"),
         (["--tasks", "toy"], {"text": TOY + "extra: 1\n"}, "unknown key 'extra'"),

@@ -238,7 +238,7 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
         (["--k", "five"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "full"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "-5"], "--k must be comma-separated positive integers or 'all'"),
-        (["--regimes", "head,lora"], "unknown regime 'lora' (known: zero-shot, few-shot, head, full, prompt-ft, scratch, tfidf)"),
+        (["--regimes", "head,qlora"], "unknown regime 'qlora' (known: zero-shot, few-shot, head, full, prompt-ft, lora, scratch, tfidf)"),
     ],
 )
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
@@ -408,3 +408,33 @@ def test_tfidf_equals_scikit_learn_fitted_by_hand(toy_env):
     clf = LogisticRegression(C=run.details["selection"]["chosen"]["C"], max_iter=2000).fit(x, [e.label for e in data.train])
     expected = clf.predict_proba(vectorizer.transform([render_input(template, e) for e in data.test]))
     assert np.allclose([p.probs for p in run.predictions], expected)
+
+
+def test_lora_trains_the_adapter_only_and_never_the_base(toy_env, model, tokenizer):
+    from harness.regimes.lora import LoraSettings
+    from harness.regimes.lora_fit import add_lora
+
+    _, _, test, texts, labels = _data()
+    before = _state(model)
+    cfg = LoraSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates=(1e-2,), rank=2)
+    fit = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, cfg, 13,
+                   adapter=lambda backbone: add_lora(backbone, cfg))
+    assert _same(before, model.state_dict())
+    trained = dict(fit.trained.modules_trained.named_parameters())
+    adapters = {k: v for k, v in trained.items() if "lora_" in k}
+    assert adapters and all(v.requires_grad for v in adapters.values())
+    assert any(v.abs().sum() > 0 for k, v in adapters.items() if "lora_B" in k)  # B starts at 0: it moved
+    frozen = {k: v for k, v in trained.items() if "lora_" not in k}
+    assert frozen and not any(v.requires_grad for v in frozen.values())
+    for name, value in frozen.items():  # the copy's own weights are the base model's
+        assert torch.equal(value, model.model.get_parameter(name.replace("base_model.model.", "").replace(".base_layer", "")))
+    head = 2 * (32 + 1)
+    assert fit.trainable_parameters == sum(v.numel() for v in adapters.values()) + head
+
+
+def test_a_lora_target_the_model_lacks_is_one_line_listing_its_linear_modules(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "lora", "--k", "2",
+                                  "--seeds", "13", "--lora-targets", "c_attn", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--lora-targets c_attn: the model has no such linear module (its linear modules: " in result.output
+    assert "q_proj" in result.output and "Traceback" not in result.output

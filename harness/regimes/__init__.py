@@ -12,7 +12,7 @@ Adding a regime is one module here and one line in REGISTRY (plus its flags in c
 from __future__ import annotations
 
 from harness.errors import HarnessError
-from harness.regimes import full, head, prompt_ft, prompting, scratch, tfidf
+from harness.regimes import full, head, lora, prompt_ft, prompting, scratch, tfidf
 from harness.regimes.protocol import Regime
 
 
@@ -23,6 +23,7 @@ REGISTRY: dict[str, Regime] = {
     "head": head.Head(),
     "full": full.Full(),
     "prompt-ft": prompt_ft.PromptFt(),
+    "lora": lora.Lora(),
     "scratch": scratch.Scratch(),
     "tfidf": tfidf.Tfidf(),
 }

@@ -56,14 +56,16 @@ class Full:
         return self.train(lm, shared, template, data, settings, seed, progress, fresh=False)
 
     def train(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: FullSettings, seed: int,
-              progress: bool, fresh: bool) -> RegimeRun:
-        """Train a copy of the backbone (fresh: a random initialisation of its architecture) and a new head."""
+              progress: bool, fresh: bool, adapter: Any = None) -> RegimeRun:
+        """Train a copy of the backbone (fresh: a random initialisation of its architecture; adapter: only the
+        adapter's weights in it) and a new head."""
         from harness.regimes.full_fit import fit_full
 
         texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens)
         started = time.perf_counter()
         fit = fit_full(lm.model, lm.tokenizer, shared.features, texts, labels, len(data.label_names),
-                       first_answer_tokens(lm.tokenizer, template), settings, seed, progress, fresh=fresh)
+                       first_answer_tokens(lm.tokenizer, template), settings, seed, progress, fresh=fresh,
+                       adapter=adapter)
         seconds = time.perf_counter() - started
         blocks = block_parameters(lm.model)
         test_tokens = sum(shared.features.token_lengths(texts["test"], settings.max_tokens))
@@ -72,9 +74,10 @@ class Full:
             dev_examples=len(data.dev), train_steps=fit.train_steps, train_tokens=fit.trained_tokens or 0,
             train_wall_time_s=round(seconds, 3), train_flops=6 * blocks * (fit.trained_tokens or 0),
             inference_flops_per_example=2 * blocks * test_tokens / len(data.test),
-            # the whole trained copy, in the dtype it was trained in
+            # what was trained (the whole copy; an adapter and the head alone), in the dtype it was trained in
             stored_bytes_per_task=fit.trainable_parameters * fit.bytes_per_parameter,
-            total_parameters=decoder_parameters(lm.model) + len(data.label_names) * (lm.model.config.hidden_size + 1),
+            # full and scratch train everything; an adapter comes on top of the frozen decoder
+            total_parameters=fit.trainable_parameters + (decoder_parameters(lm.model) if adapter else 0),
         )
         details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev]}
         return RegimeRun(fit.predictions(data.test), cost, details)

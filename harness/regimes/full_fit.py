@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -19,9 +19,11 @@ from harness.regimes.training import (FitResult, SequenceClassifier, autocast_fo
 
 def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, list[str]],
              labels: dict[str, list[int]], classes: int, answer_ids: Sequence[int] | None, cfg: FullSettings,
-             seed: int, progress: bool = False, fresh: bool = False) -> FitResult:
+             seed: int, progress: bool = False, fresh: bool = False,
+             adapter: Callable[[nn.Module], nn.Module] | None = None) -> FitResult:
     """Train on texts['train'] for each learning rate, keep the best dev checkpoint, predict texts['test'].
-    fresh: the backbone is a random initialisation of the model's architecture (`scratch`), seeded."""
+    fresh: the backbone is a random initialisation of the model's architecture (`scratch`), seeded.
+    adapter: wraps the copied backbone so that only its own new weights train (`lora`)."""
     device = model.device
     probe = train_probe(store, texts, labels, classes, cfg, progress) if cfg.head_init == "probe" else None
     encoded = {split: _encode(tokenizer, texts[split], cfg.max_tokens) for split in texts}
@@ -29,7 +31,7 @@ def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, l
     autocast = autocast_for(device)
 
     def build(lr: float) -> tuple[SequenceClassifier, list]:
-        classifier = _build(model, answer_ids, classes, cfg, probe, seed if fresh else None)
+        classifier = _build(model, answer_ids, classes, cfg, probe, seed if fresh else None, adapter)
         return classifier, [{"params": [p for p in classifier.modules_trained.parameters() if p.requires_grad]},
                             {"params": list(classifier.head.parameters()), "lr": cfg.head_learning_rate}]
 
@@ -42,7 +44,7 @@ def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, l
         build, make_batch, lengths, lambda c: _predict(c, encoded["dev"], pad, device, cfg.batch_size, autocast),
         torch.tensor(labels["dev"], device=device), cfg, seed, autocast, progress)
     logits = _predict(classifier, encoded["test"], pad, device, cfg.batch_size, autocast)
-    total = sum(p.numel() for p in classifier.parameters())
+    trainable = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
     details = selection_details(result, lr, cfg)
     if probe:
         details["selection"]["probe"] = {"C": probe.c, "dev_accuracy": probe.dev_accuracy}
@@ -53,7 +55,7 @@ def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, l
             "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
             "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, cfg.batch_size, seed)),
         },
-        trainable_parameters=total,
+        trainable_parameters=trainable,
         train_steps=result.steps,
         trained_tokens=result.tokens,
         bytes_per_parameter=next(classifier.parameters()).element_size(),
@@ -62,9 +64,11 @@ def fit_full(model: Any, tokenizer: Any, store: FeatureStore, texts: dict[str, l
 
 
 def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: FullSettings,
-           probe: Probe | None, fresh_seed: int | None = None) -> SequenceClassifier:
+           probe: Probe | None, fresh_seed: int | None = None,
+           adapter: Callable[[nn.Module], nn.Module] | None = None) -> SequenceClassifier:
     """A trainable copy of the backbone (the base model stays untouched) and a new head; with a fresh_seed, a
-    random initialisation of the same architecture instead of the copy."""
+    random initialisation of the same architecture instead of the copy; with an adapter, the copy wrapped so
+    that only the adapter's weights train."""
     if fresh_seed is None:
         backbone = copy.deepcopy(anatomy(model).decoder)
     else:
@@ -76,6 +80,8 @@ def _build(model: Any, answer_ids: Sequence[int] | None, classes: int, cfg: Full
         p.requires_grad_(True)
     if cfg.gradient_checkpointing and hasattr(backbone, "gradient_checkpointing_enable"):
         backbone.gradient_checkpointing_enable()
+    if adapter is not None:
+        backbone = adapter(backbone)
     weight, bias = init_weights(model.get_output_embeddings(), answer_ids, model.config.hidden_size, classes,
                                 cfg.head_init, probe)
     head = nn.Linear(weight.shape[1], classes, dtype=torch.float32).to(model.device)
