@@ -164,7 +164,10 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
 @click.option("--batch-size", default=None, type=int,
               help="Prompts per forward; head: feature batches; full: examples per micro-batch "
                    "[default: zero-shot/few-shot/head 16, full by device].")
-@click.option("--unfreeze-top", default=None, type=int, help="head: also train the top N blocks [default: 0].")
+@click.option("--unfreeze-top", default=None, callback=lambda ctx, param, value: None if value is None else
+              _int_list("--unfreeze-top")(ctx, param, value),
+              help="head: also train the top N blocks; several (0,1,2,4) give one variant each, the freezing-depth "
+                   "curve [default: 0].")
 @click.option("--pooling", default=None, help="head/full: 'last' non-pad token or 'mean' [default: last].")
 @click.option("--head-init", default=None, help="full, head with --unfreeze-top: 'zero', 'verbalizer' rows, or 'probe' (LP-FT) [default: zero].")
 @click.option("--max-tokens", default=None, type=int,

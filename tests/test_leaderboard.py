@@ -184,6 +184,22 @@ def test_transfer_gain_is_paired_by_seed_and_negative_transfer_marked(tmp_path):
     assert neg["full"][3] == ("-40.0 ▼", True)
 
 
+def test_freezing_depth_table_finds_the_fewest_blocks_within_a_point(tmp_path):
+    from harness.leaderboard.tables import freezing_table
+
+    root = tmp_path / "runs"
+    for seed in (13, 21):
+        write_cell(root, "t1", "a", "head", 16, seed, HALF)
+        write_cell(root, "t1", "a", "head", 16, seed, WRONG2, variant="top1")
+        write_cell(root, "t1", "a", "head", 16, seed, RIGHT, variant="top2")
+        write_cell(root, "t1", "a", "head", 16, seed, RIGHT, variant="mean-pool")  # not a depth
+        write_cell(root, "t1", "a", "full", 16, seed, RIGHT)
+    rows = freezing_table(collect([root]).cells, 16).rows
+    assert [(r[1][0], r[2][0], r[4][0]) for r in rows] == [
+        ("head", "0", "50.0"), ("head (top1)", "1", "80.0"), ("head (top2)", "2", "100.0"), ("full", "all", "100.0")]
+    assert [r[1][0] for r in rows if r[1][1]] == ["head (top2)"]  # N*: full is no better
+
+
 def test_merge_and_dedup(runs, tmp_path):
     other = tmp_path / "copy"
     shutil.copytree(runs, other)

@@ -286,3 +286,10 @@ def test_few_shot_cells_of_harness_0_2_do_not_match_the_dev_chosen_default():
 
     assert hashed(FewShotSettings()) == {"demos": "dev"} and hashed(FewShotSettings(demos="all")) == {"demos": "all"}
     assert hashed(PromptingSettings()) == {}  # zero-shot's cells keep their hash
+
+
+def test_a_list_of_depths_gives_one_head_variant_each(runner, tmp_path):
+    _eval(runner, tmp_path, "--regimes", "head", "--unfreeze-top", "0,1")
+    names = sorted(p.name for p in tmp_path.rglob("*.json"))
+    assert names == ["head-top1_k2_seed13.json", "head_k2_seed13.json"]
+    assert _cell(tmp_path, "head-top1_k2_seed13")["settings"]["unfreeze_top"] == 1

@@ -11,7 +11,7 @@ import pandas as pd
 from harness.leaderboard.collect import load_predictions
 from harness.leaderboard.stats import (PERMUTATIONS, SIGNIFICANCE, brier_score, expected_calibration_error,
                                        mean_with_ci, paired_p_value)
-from harness.regimes import in_context_reference, no_transfer_reference, order_of
+from harness.regimes import freezing_depth, in_context_reference, no_transfer_reference, order_of
 
 COLLAPSE = 0.9  # a cell whose most predicted class takes this share of its predictions is flagged
 
@@ -250,6 +250,32 @@ def transfer_table(cells: pd.DataFrame) -> Table:
              "(scipy.stats.bootstrap, 9,999 resamples). ▼ (bold): negative transfer, the whole CI below 0."]
     return Table("Transfer gain over training from scratch", ["task", "k", "regime", "gain", "95 % CI", "seeds"],
                  rows, notes, key="transfer")
+
+
+def freezing_table(cells: pd.DataFrame, k: int) -> Table:
+    """Accuracy against how many top blocks train (the head alone, its top N, every weight), with the trainable
+    parameters, and N* = the fewest blocks within one point of the best depth."""
+    at_k = cells[cells["k"] == k].assign(depth=lambda c: c["regime"].map(freezing_depth))
+    at_k = at_k[at_k["depth"].notna()]
+    seeds = per_seed(at_k) if not at_k.empty else pd.DataFrame(columns=["task"])
+    rows = []
+    for task, g in seeds.groupby("task"):
+        means = g.groupby("regime")["accuracy"].mean()
+        if len(means) < 2:
+            continue
+        depth = {r: freezing_depth(r) for r in means.index}
+        params = at_k[at_k["task"] == task].groupby("regime")["cost_trainable_parameters"].mean()
+        best = means.max()
+        star = min((r for r in means.index if means[r] >= best - 0.01), key=depth.get)
+        for regime in sorted(means.index, key=depth.get):
+            rows.append([(task, False), (regime, regime == star), ("all" if depth[regime] == math.inf else
+                                                                   str(int(depth[regime])), False),
+                         (_num(params.get(regime, math.nan)), False), (f"{100 * means[regime]:.1f}", False)])
+    notes = ["Mean accuracy over seeds (each seed's dev-selected template) at k = "
+             f"{k}; blocks trained = the top N transformer blocks trained with the new head (all: every weight). "
+             "Bold: N*, the fewest blocks within 1 point of the best depth."]
+    return Table(f"Freezing depth (k = {k})", ["task", "regime", "blocks trained", "trainable params", "accuracy %"],
+                 rows, notes, key="freezing")
 
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,9 @@ Adding a regime is one module here and one line in REGISTRY (plus its flags in c
 
 from __future__ import annotations
 
+import math
+import re
+
 from harness.errors import HarnessError
 from harness.regimes import full, head, lora, prompt_ft, prompting, scratch, tfidf
 from harness.regimes.protocol import Regime
@@ -69,3 +72,14 @@ def in_context_reference() -> str | None:
 def no_transfer_reference() -> str:
     """The regime that trains the same architecture from random weights: the transfer gain's baseline."""
     return "scratch"
+
+
+def freezing_depth(label: str) -> float | None:
+    """How many top blocks a cell's regime trains, from its table label: `head` 0, `head (top2)` 2, `full` every
+    one (inf); None for every other regime or variant (mean pooling, another init, ...)."""
+    if label == "full":
+        return math.inf
+    if label == "head":
+        return 0
+    match = re.fullmatch(r"head \(top(\d+)\)", label)
+    return int(match.group(1)) if match else None

@@ -49,7 +49,12 @@ class Head:
     def needs_dev(self, settings: HeadSettings, templates: int) -> bool:
         return True  # selects the L2 penalty (or the learning rate and checkpoint)
 
-    def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[HeadSettings]:
+    def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[HeadSettings, ...]:
+        depths = options.get("unfreeze_top")
+        depths = [depths] if isinstance(depths, int) else depths or [0]  # a list: the freezing-depth curve
+        return tuple(self._resolve_one({**options, "unfreeze_top": n}) for n in depths)
+
+    def _resolve_one(self, options: Mapping[str, Any]) -> HeadSettings:
         settings = overlay(HeadSettings(), options, self.name)
         check_choice("pooling", settings.pooling, POOLINGS)
         check_choice("head init", settings.head_init, HEAD_INITS)
@@ -62,7 +67,7 @@ class Head:
             log.warning("head: --head-init %s has no effect without --unfreeze-top (the probe is a convex fit: its "
                         "optimum does not depend on where it starts)", settings.head_init)
             settings = replace(settings, head_init="zero")
-        return (settings,)
+        return settings
 
     def variant(self, settings: HeadSettings) -> str:
         parts = [f"top{settings.unfreeze_top}"] if settings.unfreeze_top else []
