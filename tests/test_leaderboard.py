@@ -22,7 +22,7 @@ GOLD = [0, 1, 0, 1, 0, 1, 0, 0, 1, 1]
 
 
 def write_cell(root: Path, task: str, template: str, regime: str, k: int, seed, preds, dev=None, model="tiny",
-               config_hash=None, created="2026-11-26T10:00:00+00:00", variant="", warnings=()):
+               config_hash=None, created="2026-11-26T10:00:00+00:00", variant="", warnings=None):
     """One result JSON + JSONL in the runner's layout; preds are predicted labels for GOLD."""
     stem = (f"{regime}-{variant}" if variant else regime) + f"_k{k}" + ("" if seed is None else f"_seed{seed}")
     folder = root / model / task / template
@@ -43,7 +43,7 @@ def write_cell(root: Path, task: str, template: str, regime: str, k: int, seed, 
     }
     if dev is not None:
         result["selection"] = {"dev_accuracy": dev}
-    if warnings:
+    if warnings is not None:
         result["warnings"] = list(warnings)
     (folder / f"{stem}.json").write_text(json.dumps(result))
 
@@ -151,13 +151,14 @@ def test_edge_and_last_step_warnings_are_marked(tmp_path):
     root = tmp_path / "runs"
     write_cell(root, "t1", "a", "full", 16, 13, RIGHT, warnings=["learning rate = 0.0001 is on the edge of the grid"])
     write_cell(root, "t1", "a", "full", 16, 21, RIGHT, warnings=["the best dev checkpoint is the last step (24 of 24)"])
-    write_cell(root, "t1", "a", "head", 16, 13, HALF)
+    write_cell(root, "t1", "a", "head", 16, 13, HALF, warnings=[])
+    write_cell(root, "t1", "a", "tfidf", 16, 13, HALF)  # an older cell: it never checked its selection
     cells = collect([root]).cells
     rows = {row[0][0]: row for row in main_table(cells, 16).rows}
     assert rows["full"][1][0].endswith(" §") and "§" not in rows["head"][1][0]
     checks = {row[1][0]: row for row in selection_table(cells, 16).rows}
     assert checks["full"][2] == ("1 of 2", True) and checks["full"][3] == ("1 of 2", True)
-    assert checks["head"][2] == ("0 of 1", False)
+    assert checks["head"][2] == ("0 of 1", False) and checks["tfidf"][2] == ("not recorded", False)
 
 
 def test_transfer_gain_is_paired_by_seed_and_negative_transfer_marked(tmp_path):

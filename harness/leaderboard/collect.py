@@ -91,6 +91,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "dev_accuracy": (result.details.get("selection") or {}).get("dev_accuracy"),
         "dev_loss": (result.details.get("selection") or {}).get("dev_loss"),
         # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
+        "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
         "warn_edge": any("edge of the grid" in w for w in result.details.get("warnings") or []),
         "warn_last_step": any("last step" in w for w in result.details.get("warnings") or []),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,

@@ -55,6 +55,7 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             "macro_f1": chosen["metric_macro_f1"].mean() if "metric_macro_f1" in chosen else math.nan,
             "largest_class_share": chosen["largest_class_share"].astype(float).max(),
             "warn_edge": bool(chosen["warn_edge"].any()), "warn_last_step": bool(chosen["warn_last_step"].any()),
+            "warnings_recorded": bool(chosen["warnings_recorded"].all()),
             "rule": rule, "predictions": [p for p in chosen["predictions"] if isinstance(p, str)], "n": int(chosen["n"].iloc[0]),
         })
     return pd.DataFrame(rows)
@@ -150,7 +151,10 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
     rows = []
     for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         edge, last = int(g["warn_edge"].sum()), int(g["warn_last_step"].sum())
-        if edge or last or not g["prompting"].iloc[0]:
+        if not g["warnings_recorded"].all():
+            if not g["prompting"].iloc[0]:  # cells of harness 0.2 and before did not check their selection
+                rows.append([(task, False), (regime, False), ("not recorded", False), ("not recorded", False)])
+        elif edge or last or not g["prompting"].iloc[0]:
             rows.append([(task, False), (regime, False), (f"{edge} of {len(g)}", edge > 0),
                          (f"{last} of {len(g)}", last > 0)])
     notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
