@@ -1,4 +1,4 @@
-"""The training budget that `full` and `prompt-ft` share: learning-rate grid, steps, batches, dev cadence and
+"""The training budget that `full`, `prompt-ft`, `lora` and `scratch` share: learning-rate grid, steps, batches, dev cadence and
 early stopping, with a default per device kind (a CPU keeps to minutes; a GPU gets LM-BFF's budget)."""
 
 from __future__ import annotations

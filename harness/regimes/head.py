@@ -5,8 +5,8 @@ This module is the regime (settings, variant, cost); the training itself is in h
 
 from __future__ import annotations
 
-import time
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
@@ -47,7 +47,7 @@ class Head:
     takes_all_k = True
 
     def needs_dev(self, settings: HeadSettings, templates: int) -> bool:
-        return True  # selects the L2 penalty (or the learning rate and checkpoint)
+        return True  # selects the probe's C (or, with top blocks, the learning rate and checkpoint)
 
     def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[HeadSettings, ...]:
         depths = options.get("unfreeze_top")
