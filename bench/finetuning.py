@@ -167,7 +167,7 @@ def main() -> None:
     pad = fit.details["padding_fraction"]
     lines = [
         MARK + " (`python bench/finetuning.py`)", "",
-        f"Same machine as above, with no other job running; bbc_news, template `short`, k = 16 per class, seed 13; "
+        f"Same machine as above, torch with {torch.get_num_threads()} thread(s) (ratios compare timings of this run); bbc_news, template `short`, k = 16 per class, seed 13; "
         f"{len(texts['train'])} train, {len(texts['dev'])} dev, {len(texts['test'])} test inputs; "
         f"{time.strftime('%Y-%m-%d')}.", "",
         "| measure | value | target | met? |", "|---|---|---|---|",
@@ -176,10 +176,10 @@ def main() -> None:
         f"| (b) `full` training tokens/s ÷ plain HF `Trainer` ({args.steps} steps, batch {cfg.batch_size}) | "
         f"{ours:.0f} ÷ {theirs:.0f} = **{ours / theirs:.2f}** | ≥ 1.0 | {'met' if ours / theirs >= 1.0 else 'missed'} |",
         f"| (c) padding fraction of `full` batches | **{100 * pad:.1f} %** | < 10 % | {'met' if pad < 0.1 else 'missed'} |",
+        f"| (d) peak RSS of `full` (fresh process: model load + {args.steps} steps) | **{rss / 2**30:.2f} GiB** | — | — |",
         f"| (e) `full` steps/s and tokens/s ÷ a plain loop over the same batches (no schedule, clipping or "
         f"bookkeeping) | {full_steps:.2f} ÷ {plain_steps:.2f} steps/s, {ours:.0f} ÷ {plain_tokens:.0f} tokens/s = "
         f"**{ours / plain_tokens:.2f}** | — | — |",
-        f"| (d) peak RSS of `full` (fresh process: model load + {args.steps} steps) | **{rss / 2**30:.2f} GiB** | — | — |",
         "",
         f"Both count non-pad training tokens over the time spent in training steps: `full`'s optimizer steps "
         f"({fit.details['train_step_seconds']:.1f} s of a {full_s:.1f} s fit that also copies the model, checks dev "
