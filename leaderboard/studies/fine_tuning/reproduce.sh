@@ -4,7 +4,9 @@
 # published leaderboard's subset; trec has 500, bbc_news 418 after deduplication).
 #   bash leaderboard/studies/fine_tuning/reproduce.sh cpu [DATA_DIR] [RUN_DIR]   # what ran here: 2 CPU cores
 #   bash leaderboard/studies/fine_tuning/reproduce.sh cuda [DATA_DIR] [RUN_DIR]  # the real budget, on a GPU
-# "cpu": full and prompt-ft at the CPU budget (24 steps, lr 4e-5), on the three short-input tasks only.
+# "cpu": full and prompt-ft at the CPU budget (24 steps, lr 4e-5) on the three short-input tasks, each task's
+# first template (as the published leaderboard's full); LP-FT (full --head-init probe) on sst2 only. About 2.5
+# hours on 2 cores (one torch thread per process, two processes).
 # "cuda": full and prompt-ft at the CUDA budget (lr 1e-5..1e-4, up to 1000 steps, dev every 50, patience 5) on all
 # four tasks; several processes share one run folder (each cell is locked), which packs cells onto one GPU.
 set -euo pipefail
@@ -14,8 +16,9 @@ RUNS=${3:-leaderboard/studies/fine_tuning/runs-$MODE}
 COMMON=(--k 16 --seeds 13,21,42,87,100 --limit 1000 --data-dir "$DATA" --out "$RUNS")
 if [ "$MODE" = cpu ]; then
   harness eval --tasks sst2,subj,trec,bbc_news --regimes head --templates all "${COMMON[@]}"
-  harness eval --tasks sst2,subj,trec --regimes full,prompt-ft "${COMMON[@]}"
-  harness eval --tasks sst2,subj,trec --regimes full --head-init probe "${COMMON[@]}"
+  harness eval --tasks sst2,subj --templates lmbff --regimes full,prompt-ft "${COMMON[@]}"
+  harness eval --tasks trec --templates answer_type --regimes full,prompt-ft "${COMMON[@]}"
+  harness eval --tasks sst2 --templates lmbff --regimes full --head-init probe "${COMMON[@]}"
 else
   PROCESSES=${PROCESSES:-4}
   for i in $(seq "$PROCESSES"); do
