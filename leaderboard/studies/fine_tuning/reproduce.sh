@@ -27,4 +27,8 @@ else
   wait
   harness eval --tasks sst2,subj,trec,bbc_news --regimes full --head-init probe --templates all --full-defaults cuda "${COMMON[@]}"
 fi
-harness leaderboard "$RUNS" --out "leaderboard/studies/fine_tuning/$MODE" --k 16
+if [ "$MODE" = cpu ]; then
+  harness leaderboard "$RUNS" --out leaderboard/studies/fine_tuning --k 16 --notes leaderboard/studies/fine_tuning/NOTES.md
+else
+  harness leaderboard "$RUNS" --out leaderboard/studies/fine_tuning/cuda --k 16
+fi
