@@ -12,6 +12,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.regimes import REGISTRY, is_prompting
+from harness.regimes.checks import flags
 from harness.types import CellResult
 
 KEY = ["model", "task", "template", "regime", "k", "seed"]  # regime = its label, variant included
@@ -92,8 +93,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "dev_loss": (result.details.get("selection") or {}).get("dev_loss"),
         # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
         "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
-        "warn_edge": any("edge of the grid" in w for w in result.details.get("warnings") or []),
-        "warn_last_step": any("last step" in w for w in result.details.get("warnings") or []),
+        **dict(zip(("warn_edge", "warn_last_step"), flags(result.details.get("warnings")))),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,
         **{f"cost_{k}": v for k, v in cost.items()},
         "config_hash": result.config_hash, "created_at": provenance.get("created_at", ""),

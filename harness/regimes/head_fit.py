@@ -33,7 +33,7 @@ def fit_head(model: Any, store: FeatureStore, texts: dict[str, list[str]], label
                                               "accuracy, then dev loss, then the smaller C"),
                  "warnings": probe.warnings},
         trainable_parameters=classes * (probe.model.coef_.shape[1] + 1),  # one weight row and bias per class
-        train_steps=sum(1 for _ in cfg.c_grid),
+        train_steps=len(cfg.c_grid),
     )
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.regimes.checks import grid_edge
+
 if TYPE_CHECKING:  # scikit-learn is imported when a probe is fitted: the registry (and the leaderboard) stay light
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -31,7 +33,6 @@ class Probe:
     dev_accuracy: float
     dev_loss: float
     tried: list[dict[str, float]]  # per C in grid order: dev accuracy and loss
-    on_edge: bool
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         if self.scaler is not None:
@@ -42,9 +43,7 @@ class Probe:
     @property
     def warnings(self) -> list[str]:
         """A choice on the grid's edge, as every regime's result records it."""
-        if not self.on_edge:
-            return []
-        return [f"C = {self.c:g} is on the edge of the grid ({self.tried[0]['C']:g} .. {self.tried[-1]['C']:g})"]
+        return grid_edge("C", [t["C"] for t in self.tried], self.c)
 
     def selection(self, rule: str) -> dict[str, Any]:
         """What a result records of the search: the rule, the choice, its dev scores, every C's."""
@@ -88,9 +87,9 @@ def fit_probe(train: Any, train_labels: Sequence[int], dev: Any, dev_labels: Seq
         tried.append({"C": c, "dev_accuracy": accuracy, "dev_loss": loss})
         key = (-accuracy, loss if math.isfinite(loss) else math.inf, position)
         if best is None or key < best[0]:
-            best = (key, c, model, accuracy, loss, position)
-    _, c, model, accuracy, loss, position = best
-    return Probe(scaler, model, classes, c, accuracy, loss, tried, position in (0, len(grid) - 1))
+            best = (key, c, model, accuracy, loss)
+    _, c, model, accuracy, loss = best
+    return Probe(scaler, model, classes, c, accuracy, loss, tried)
 
 
 def _all_classes(model: LogisticRegression, probs: np.ndarray, classes: int) -> np.ndarray:

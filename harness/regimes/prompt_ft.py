@@ -52,7 +52,7 @@ class PromptFt:
             dev_examples=len(data.dev), train_steps=fit.train_steps, train_tokens=fit.trained_tokens or 0,
             train_wall_time_s=round(seconds, 3), train_flops=6 * blocks * (fit.trained_tokens or 0),
             # scored as zero-shot: one uncached forward over each test prompt
-            inference_flops_per_example=2 * blocks * fit.details.pop("test_prompt_tokens") / len(data.test),
+            inference_flops_per_example=2 * blocks * sum(p.prompt_tokens for p in fit.scored) / len(data.test),
             stored_bytes_per_task=fit.trainable_parameters * fit.bytes_per_parameter,
             total_parameters=fit.trainable_parameters,
         )

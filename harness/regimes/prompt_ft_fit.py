@@ -104,8 +104,7 @@ def fit_prompt_ft(lm: Any, template: Template, data: FitData, cfg: Budget, seed:
     total = sum(p.numel() for p in trained.parameters())
     return FitResult(
         probs=[list(p.probs) for p in run.predictions],
-        details={**selection_details(result, lr, cfg),
-                 "test_prompt_tokens": sum(p.prompt_tokens for p in run.predictions)},
+        details=selection_details(result, lr, cfg),
         trainable_parameters=total,
         train_steps=result.steps,
         trained_tokens=result.tokens,

@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.errors import CellFailed
+from harness.regimes.checks import grid_edge, last_step
 from harness.types import Prediction, TestInput
 
 
@@ -41,13 +42,7 @@ def budget_warnings(grid_name: str, grid: Sequence[float], chosen: float, best_s
                     max_steps: int) -> list[str]:
     """What a reviewer would flag in a selection: a grid's edge chosen, or the best checkpoint at the last step
     of a run that was not stopped early (the budget may not have converged)."""
-    warnings = []
-    if len(grid) > 1 and chosen in (min(grid), max(grid)):
-        warnings.append(f"{grid_name} = {chosen:g} is on the edge of the grid ({min(grid):g} .. {max(grid):g})")
-    if best_step == steps == max_steps:
-        warnings.append(f"the best dev checkpoint is the last step ({best_step} of {max_steps}): dev was still "
-                        "improving")
-    return warnings
+    return grid_edge(grid_name, grid, chosen) + last_step(best_step, steps, max_steps)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
