@@ -14,6 +14,7 @@ from harness.metrics import compute_metrics
 from harness.regimes.protocol import Regime
 from harness.results import harness_provenance
 from harness.sampling import TEST_SUBSET_SEED, KShotDraw, draw_kshot
+from harness.shift import ShiftSet, split_predictions
 from harness.types import ALL_K, Cell, CellResult, Example, FitData, Prediction, TaskSpec, Template, TestInput
 
 def draw_for(cell: Cell, regime: Regime, settings: Any, templates: int, train: Sequence[Example],
@@ -37,28 +38,31 @@ def draw_for(cell: Cell, regime: Regime, settings: Any, templates: int, train: S
 def fit_data(draw: KShotDraw, test: Sequence[Example], task: TaskSpec) -> FitData:
     """What the regime may see: the test inputs without their labels."""
     inputs = tuple(TestInput(id=e.id, fields=e.fields) for e in test)
-    return FitData(train=draw.train, dev=draw.dev, test=inputs, label_names=task.label_names)
+    return FitData(train=draw.train, dev=draw.dev, test=inputs, label_names=task.label_names, task=task.name)
 
 
 def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec, template: Template, cell: Cell,
-             draw: KShotDraw, test: Sequence[Example], progress: bool) -> tuple[CellResult, list[Prediction]]:
-    """The regime's predictions joined with the test labels, its metrics, and its cost (provenance comes later)."""
+             draw: KShotDraw, test: Sequence[Example], progress: bool,
+             shifts: Sequence[ShiftSet] = ()) -> tuple[CellResult, list[Prediction], list[Prediction]]:
+    """The regime's predictions joined with the test labels, its metrics, and its cost (provenance comes later);
+    with shifts, the same trained cell also predicts those target examples: (result, predictions, target
+    predictions), the targets' metrics in the result's details["shift"]."""
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     try:
-        run = regime.run(lm, shared, template, fit_data(draw, test, task), settings,
-                         cell.seed if cell.seed is not None else 0, progress)
+        run = regime.run(lm, shared, template, fit_data(draw, [*test, *(e for s in shifts for e in s.examples)], task),
+                         settings, cell.seed if cell.seed is not None else 0, progress)
     except (RuntimeError, MemoryError) as exc:
         if isinstance(exc, MemoryError) or "out of memory" in str(exc) or "can't allocate memory" in str(exc):
             raise HarnessError(f"cell {cell.stem} ran out of memory: try a smaller --batch-size (full: or "
                                f"--grad-accum with a smaller batch); finished cells are kept") from exc
         raise
     wall = time.perf_counter() - started
-    gold = {e.id: e.label for e in test}
-    predictions = [replace(p, gold=gold[p.id]) for p in run.predictions]
+    gold = {e.id: e.label for e in [*test, *(e for s in shifts for e in s.examples)]}
+    predictions, by_target = split_predictions([replace(p, gold=gold[p.id]) for p in run.predictions])
     cost = replace(
         run.cost,
         trainable_parameters_percent=100 * run.cost.trainable_parameters / (run.cost.total_parameters or 1),
@@ -68,10 +72,13 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
     )
     # what share of the test predictions each class takes: a prompt that answers one class for all shows here
     shares = {name: sum(p.pred == c for p in predictions) / len(predictions) for c, name in enumerate(task.label_names)}
+    details = {**run.details, "predicted_distribution": shares}
+    if shifts:  # the cost above includes predicting these inputs too
+        details["shift"] = {s.target: {**s.identity(), "metrics": compute_metrics(task.metrics, by_target[s.target])}
+                            for s in shifts}
     result = CellResult(cell=cell, metrics=compute_metrics(task.metrics, predictions), n=len(predictions),
-                        wall_time_s=round(wall, 3), cost=cost,
-                        details={**run.details, "predicted_distribution": shares})
-    return result, predictions
+                        wall_time_s=round(wall, 3), cost=cost, details=details)
+    return result, predictions, [p for s in shifts for p in by_target[s.target]]
 
 
 def failed_result(cell: Cell, reason: str, step: int) -> CellResult:

@@ -206,10 +206,17 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
               help="few-shot: demo sets whose log-likelihoods are averaged [default: 1].")
 @click.option("--calibration", default=None, callback=lambda ctx, param, value: _names(ctx, param, value) if value else None,
               help="zero-shot/few-shot: none, content-free, dev-prior; several give one variant each [default: none].")
+@click.option("--eval-tasks", default=None, callback=lambda ctx, param, value: _names(ctx, param, value) if value else [],
+              help="Domain shift: every cell also predicts these tasks' test splits (labels mapped in their task files).")
+@click.option("--forgetting", default=None, callback=lambda ctx, param, value: _names(ctx, param, value) if value else [],
+              help="Forgetting: after full/lora/prompt-ft/head adapt the model, its zero-shot accuracy on these tasks "
+                   "and held-out NLL, against the untouched model.")
+@click.option("--forgetting-text", default="bbc_news", show_default=True,
+              help="--forgetting: the task whose test-split texts are the held-out text.")
 @folder_options
 def eval_command(tasks: list[str], model: str, regimes: list[str], k: list[int], seeds: list[int], templates: str | None,
                  limit: int | None, data_dir: str | None, out: Path, overwrite: bool, trust_remote_code: bool,
-                 **options: Any) -> None:
+                 eval_tasks: list[str], forgetting: list[str], forgetting_text: str, **options: Any) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
     from harness.results import model_slug, read_run_folder, summary_table, write_atomic
     from harness.runner import EvalConfig, run_eval
@@ -218,6 +225,7 @@ def eval_command(tasks: list[str], model: str, regimes: list[str], k: list[int],
         tasks=tasks, model=model, regimes=regimes, k=k, seeds=seeds, templates=templates,
         limit=limit, data_dir=data_dir, out=out, overwrite=overwrite, trust_remote_code=trust_remote_code,
         options={name: options[name] for name in REGIME_OPTIONS if options[name] is not None},
+        eval_tasks=eval_tasks, forgetting=forgetting, forgetting_text=forgetting_text,
         command=shlex.join(["harness", *sys.argv[1:]]),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jinja2
 import jinja2.meta
@@ -125,6 +125,14 @@ def render_input(template: Template, example: Example | TestInput) -> str:
         message = getattr(exc, "message", None) or str(exc)
         raise HarnessError(f"{template.path}: fails while rendering example {example.id}: "
                            f"{type(exc).__name__}: {message}") from exc
+
+
+def render_fields(expressions: Mapping[str, str], example: Example, where: Path) -> dict[str, str]:
+    """New input fields from Jinja expressions over an example's fields (a task file's domain_shift.field_map)."""
+    try:
+        return {name: _compile(source).render(**example.fields) for name, source in expressions.items()}
+    except jinja2.TemplateError as exc:
+        raise HarnessError(f"{where}: field_map fails on example {example.id}: {exc.message}") from exc
 
 
 @lru_cache(maxsize=256)

@@ -54,11 +54,21 @@ def read_result(path: Path) -> CellResult:
         raise HarnessError(f"{path}: unreadable result file ({exc})") from exc
 
 
-def write_cell(json_path: Path, jsonl_path: Path, result: CellResult, predictions: Sequence[Prediction]) -> None:
-    """Per-example rows first, then the result JSON, each replaced atomically: a JSON means a finished cell."""
+def write_cell(json_path: Path, jsonl_path: Path, result: CellResult, predictions: Sequence[Prediction],
+               shifted: Sequence[Prediction] = ()) -> None:
+    """Per-example rows first, then the result JSON, each replaced atomically: a JSON means a finished cell.
+    Predictions on other tasks (--eval-tasks; ids "<task>::<id>", gold in this task's labels) go beside them, in
+    <stem>.shift.jsonl."""
     rows = (json.dumps(prediction_row(p)) + "\n" for p in predictions)
     write_atomic(jsonl_path, "".join(rows))
+    if shifted:
+        write_atomic(shift_path(jsonl_path), "".join(json.dumps(prediction_row(p)) + "\n" for p in shifted))
     write_result(json_path, result)
+
+
+def shift_path(jsonl_path: Path) -> Path:
+    """Where a cell keeps its predictions on other tasks' test examples."""
+    return jsonl_path.with_name(jsonl_path.stem + ".shift.jsonl")
 
 
 def write_result(json_path: Path, result: CellResult) -> None:

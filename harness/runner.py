@@ -19,6 +19,8 @@ from harness.regimes.protocol import Device, Regime, Shared
 from harness.results import (cell_lock, check_writable, config_hash, model_slug, read_result, write_cell,
                              write_result)
 from harness.sampling import select_test_subset
+from harness.forgetting import TEXT_TASK, forgetting_probes
+from harness.shift import ShiftSet, shift_view
 from harness.tasks import load_examples, load_task
 from harness.types import ALL_K, Cell, CellResult, Example, TaskSpec, Template
 
@@ -48,6 +50,10 @@ class EvalConfig:
     # Regime options as given (None: the regime's default), named like the settings fields they set:
     # `x` sets field x of every regime that has one, `<regime>_x` that regime's alone (see regimes/options.py).
     options: Mapping[str, Any] = field(default_factory=dict)
+    eval_tasks: Sequence[str] = ()  # --eval-tasks: other tasks' test splits each cell also predicts (domain shift)
+    forgetting: Sequence[str] = ()  # --forgetting: tasks whose zero-shot accuracy (and the LM's held-out NLL)
+    #                                 is measured after adaptation, against the untouched model
+    forgetting_text: str = TEXT_TASK  # --forgetting-text: the task whose test-split texts are the held-out text
     command: str = ""
 
 
@@ -71,6 +77,7 @@ class _TaskData:
     test: list[Example]
     templates: list[Template]
     test_sha256: str  # identifies the test examples by content, wherever the files live
+    shifts: list[ShiftSet] = field(default_factory=list)  # --eval-tasks: other tasks' test examples, mapped
 
 
 @dataclass
@@ -87,6 +94,12 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
     """Check every input, then compute the cells not already on disk, writing each as it finishes."""
     plan = _resolve(config)
     data = [_load_task_data(name, config, plan) for name in config.tasks]
+    targets = {name: (load_task(name), _limited_test(load_task(name), config)) for name in config.eval_tasks}
+    for d in data:
+        d.shifts = [shift_view(d.task, task, test, _examples_hash(test)) for name, (task, test) in targets.items()
+                    if name != d.task.name]
+    probes = (forgetting_probes(config.forgetting, config.limit, config.data_dir, config.forgetting_text)
+              if config.forgetting else None)
     cells = [(d, cell) for d in data for cell in _cells(d, config, plan)]
     for d, cell in cells:  # fail on an impossible draw before any compute
         draw_for(cell, plan.regimes[cell.regime], plan.settings[cell.regime][cell.variant], len(d.templates),
@@ -100,7 +113,8 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
         template = next(t for t in d.templates if t.name == cell.template)
         regime, settings = plan.regimes[cell.regime], plan.settings[cell.regime][cell.variant]
         resolved = _resolved_config(config, d, template, cell, plan)
-        existing = _finished(json_path, resolved, config.overwrite)
+        wanted = _extras(d, regime, probes)
+        existing = _finished(json_path, resolved, config.overwrite, wanted)
         if existing is not None:
             _report(report, on_cell, cell, existing, "skipped")
             continue
@@ -108,33 +122,61 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
             if holder is not None:
                 _report(report, on_cell, cell, CellResult(cell, status="busy", reason=f"pid {holder}"), "busy")
                 continue
-            existing = _finished(json_path, resolved, config.overwrite)
+            existing = _finished(json_path, resolved, config.overwrite, wanted)
             if existing is not None:  # another process finished it between the first look and the lock
                 _report(report, on_cell, cell, existing, "skipped")
                 continue
             if lm is None:
-                lm, shared = _prepare(config)
+                lm, shared = _prepare(config, probes)
             draw = draw_for(cell, regime, settings, len(d.templates), d.train, d.validation, d.task)
             try:
-                result, predictions = run_cell(regime, settings, lm, shared, d.task, template, cell, draw,
-                                               d.test, progress)
+                result, predictions, shifted = run_cell(regime, settings, lm, shared, d.task, template, cell, draw,
+                                                        d.test, progress, d.shifts)
             except CellFailed as exc:
                 failed = with_provenance(failed_result(cell, str(exc), exc.step), lm, d.task, template, resolved)
                 write_result(json_path, failed)
                 _report(report, on_cell, cell, failed, "failed")
                 continue
-            write_cell(json_path, jsonl_path, with_provenance(result, lm, d.task, template, resolved), predictions)
+            write_cell(json_path, jsonl_path, with_provenance(result, lm, d.task, template, resolved), predictions,
+                       shifted)
             _report(report, on_cell, cell, result, "computed")
     return report
 
 
-def _finished(path: Path, resolved: dict[str, Any], overwrite: bool) -> CellResult | None:
-    """The finished result of this configuration on disk, if any (another configuration is an error)."""
+def _extras(d: _TaskData, regime: Regime, probes: Any) -> dict[str, Any]:
+    """What this run measures beside a cell's own test score (not in its config hash: the cell's predictions do
+    not change): its scores on other tasks (shift) and, for a regime that adapts the backbone, forgetting."""
+    wanted: dict[str, Any] = {}
+    if d.shifts:
+        wanted["shift"] = {s.target: s.identity() for s in d.shifts}
+    if probes is not None and regime.adapts_backbone:
+        wanted["forgetting"] = probes.identity(d.task.name)
+    return wanted
+
+
+def _finished(path: Path, resolved: dict[str, Any], overwrite: bool, wanted: dict[str, Any]) -> CellResult | None:
+    """The finished result of this configuration on disk, if any (another configuration is an error); one that
+    lacks a measurement this run asks for (another task's scores, forgetting) is computed again."""
     if overwrite or not path.is_file():
         return None
     existing = read_result(path)
     _check_same_config(path, existing, resolved)
-    return existing if existing.ok else None
+    if not existing.ok or not _covers(existing.details, wanted):
+        return None
+    return existing
+
+
+def _covers(details: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a result recorded every measurement asked for, on the same data."""
+    shift = details.get("shift") or {}
+    for target, identity in (wanted.get("shift") or {}).items():
+        recorded = shift.get(target) or {}
+        if any(recorded.get(key) != value for key, value in identity.items()):
+            return False
+    if "forgetting" in wanted:
+        recorded = (details.get("forgetting") or {}).get("identity")
+        return recorded == wanted["forgetting"]
+    return True
 
 
 def _report(report: RunReport, on_cell: Callable | None, cell: Cell, result: CellResult, how: str) -> None:
@@ -190,13 +232,13 @@ def _resolve(config: EvalConfig) -> _Plan:
     return _Plan(device, regimes, settings)
 
 
-def _prepare(config: EvalConfig) -> tuple[Any, Shared]:
+def _prepare(config: EvalConfig, probes: Any) -> tuple[Any, Shared]:
     """Load the model (only when some cell needs computing) and the work its cells share."""
     from harness.models import load_model
     from harness.regimes.features import FeatureStore
 
     lm = load_model(config.model, trust_remote_code=config.trust_remote_code)
-    return lm, Shared(features=FeatureStore(lm.model, lm.tokenizer))
+    return lm, Shared(features=FeatureStore(lm.model, lm.tokenizer), forgetting=probes)
 
 
 def _load_task_data(name: str, config: EvalConfig, plan: _Plan) -> _TaskData:

@@ -14,7 +14,7 @@ import yaml
 
 from harness import catalog
 from harness.errors import HarnessError
-from harness.types import SPLITS, DatasetSpec, Example, TaskSpec
+from harness.types import SPLITS, DatasetSpec, Example, ShiftMap, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ _TASK_KEYS: dict[str, tuple[type, bool]] = {
     "label_names": (list, True),
     "metrics": (list, True),
     "templates": (list, True),
+    "domain_shift": (dict, False),
 }
+_SHIFT_KEYS: dict[str, type] = {"label_map": dict, "field_map": dict, "approximate": list}
 _DATASET_KEYS: dict[str, type] = {
     "hub": str, "name": str, "revision": str, "data_files": dict,
     "package": str, "package_dir": str, "rename": dict,
@@ -138,7 +140,29 @@ def parse_task_file(path: Path) -> TaskSpec:
         metrics=tuple(metrics),
         templates=tuple(_string_list(path, "templates", raw["templates"])),
         path=path,
+        domain_shift=_domain_shift(path, raw.get("domain_shift", {}), label_names),
     )
+
+
+def _domain_shift(path: Path, raw: Mapping[str, Any], label_names: list[str]) -> dict[str, ShiftMap]:
+    """domain_shift: {source task: {label_map, field_map, approximate}}: this task's labels as the source's."""
+    out = {}
+    for source, entry in raw.items():
+        prefix = f"domain_shift.{source}"
+        if not isinstance(entry, dict):
+            raise HarnessError(f"{path}: key '{prefix}' must be a mapping (label_map, field_map, approximate)")
+        _check_keys(path, f"{prefix}.", entry, _SHIFT_KEYS)
+        if "label_map" not in entry:
+            raise HarnessError(f"{path}: missing key '{prefix}.label_map'")
+        labels = _string_map(path, f"{prefix}.label_map", entry["label_map"])
+        approximate = _string_list(path, f"{prefix}.approximate", entry["approximate"]) if "approximate" in entry else []
+        for label in [*labels, *approximate]:
+            if label not in label_names:
+                raise HarnessError(f"{path}: '{prefix}' names label '{label}', not one of this task's "
+                                   f"({', '.join(label_names)})")
+        out[str(source)] = ShiftMap(labels, _string_map(path, f"{prefix}.field_map", entry.get("field_map", {})),
+                                    tuple(approximate))
+    return out
 
 
 def _check_keys(path: Path, prefix: str, raw: Mapping[str, Any], schema: Mapping[str, type]) -> None:

@@ -24,6 +24,16 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ShiftMap:
+    """How a model trained on another task reads this task's test split (domain shift, `--eval-tasks`)."""
+
+    label_map: Mapping[str, str]  # this task's label -> the other task's label; labels left out are not scored
+    field_map: Mapping[str, str] = field(default_factory=dict)  # the other task's input field -> a Jinja
+    #                                                             expression over this task's fields
+    approximate: tuple[str, ...] = ()  # this task's labels whose mapping is approximate (said in tables)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """One tasks/<name>.yaml, validated."""
 
@@ -38,6 +48,7 @@ class TaskSpec:
     metrics: tuple[str, ...]
     templates: tuple[str, ...]  # default templates
     path: Path
+    domain_shift: Mapping[str, ShiftMap] = field(default_factory=dict)  # source task name -> how it reads this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,7 @@ class FitData:
     dev: tuple[Example, ...]  # selects templates, hyperparameters and checkpoints
     test: tuple[TestInput, ...]
     label_names: tuple[str, ...]
+    task: str = ""  # the task's name (what forgetting leaves out of the tasks it watches)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     curves = tables.learning_curves(cells)
     made = [tables.main_table(cells, k), tables.balance_table(cells, k), tables.selection_table(cells, k),
             tables.crossover_table(curves), tables.transfer_table(cells), tables.freezing_table(cells, k),
+            tables.shift_table(cells, k), tables.forgetting_table(cells, k),
             tables.cost_table(cells, k),
             tables.calibration_table(cells, k), tables.template_table(cells, k)]
     for table in made:
@@ -81,8 +82,9 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     made = [t for t in made if t.rows]
     images = plots.learning_curve_plots(curves, plot_dir / slug if suffix else plot_dir)
     scatter = plots.cost_scatter(cells, k, plot_dir / slug if suffix else plot_dir)
-    if scatter:
-        images.append(scatter)
+    forgetting = plots.forgetting_scatter(tables.forgetting_rows(cells, k), k,
+                                          plot_dir / slug if suffix else plot_dir)
+    images += [image for image in (scatter, forgetting) if image]
     return made, images
 
 

@@ -94,6 +94,9 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
         "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
         **dict(zip(("warn_edge", "warn_last_step"), flags(result.details.get("warnings")))),
+        # the cell's scores on other tasks' test splits (--eval-tasks) and its forgetting (--forgetting), as JSON
+        "shift": _json_or_none(result.details.get("shift")),
+        "forgetting": _json_or_none(result.details.get("forgetting")),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,
         **{f"cost_{k}": v for k, v in cost.items()},
         "config_hash": result.config_hash, "created_at": provenance.get("created_at", ""),
@@ -104,6 +107,10 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         # a path, or None: calibration and significance leave the cell out (pandas may turn None into NaN)
         "predictions": str(predictions) if predictions and predictions.is_file() else None, "path": str(path),
     }
+
+
+def _json_or_none(value: Any) -> str | None:
+    return json.dumps(value, sort_keys=True) if value else None
 
 
 def _dedup(cells: pd.DataFrame, problems: list[str]) -> pd.DataFrame:

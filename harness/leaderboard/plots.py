@@ -56,6 +56,24 @@ def cost_scatter(cells: pd.DataFrame, k: int, out: Path) -> Path | None:
     return _save(fig, out / "accuracy_vs_cost")
 
 
+def forgetting_scatter(rows: pd.DataFrame, k: int, out: Path) -> Path | None:
+    """Per regime, each cell's held-out NLL change (forgetting) against its accuracy gain over zero-shot."""
+    rows = rows.dropna(subset=["gain"])
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for regime, g in sorted(rows.groupby("regime"), key=lambda kv: regime_order(kv[0])):
+        ax.scatter(g["nll_change"], 100 * g["gain"], label=regime, alpha=0.7)
+    ax.axvline(0, color="#888", linewidth=0.8)
+    ax.axhline(0, color="#888", linewidth=0.8)
+    ax.set_xlabel("held-out NLL change (nats/token; > 0: forgetting)")
+    ax.set_ylabel("accuracy gain over zero-shot (points)")
+    ax.set_title(f"Forgetting vs gain (k = {k}, one point per cell)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out / "forgetting_vs_gain")
+
+
 def _save(fig: plt.Figure, stem: Path) -> Path:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(stem.with_suffix(".png"), dpi=110)

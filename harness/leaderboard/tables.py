@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -11,7 +12,8 @@ import pandas as pd
 from harness.leaderboard.collect import load_predictions
 from harness.leaderboard.stats import (PERMUTATIONS, SIGNIFICANCE, brier_score, expected_calibration_error,
                                        mean_with_ci, paired_p_value)
-from harness.regimes import freezing_depth, in_context_reference, no_transfer_reference, order_of
+from harness.regimes import (freezing_depth, in_context_reference, no_transfer_reference, order_of,
+                             untouched_reference)
 
 COLLAPSE = 0.9  # a cell whose most predicted class takes this share of its predictions is flagged
 
@@ -280,6 +282,97 @@ def freezing_table(cells: pd.DataFrame, k: int) -> Table:
              "Bold: N*, the fewest blocks within 1 point of the best depth."]
     return Table(f"Freezing depth (k = {k})", ["task", "regime", "blocks trained", "trainable params", "accuracy %"],
                  rows, notes, key="freezing")
+
+
+def shift_rows(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, target task) of --eval-tasks: the cell's own accuracy and its accuracy on the target."""
+    rows = []
+    for _, cell in cells[cells["shift"].notna()].iterrows():
+        for target, measured in json.loads(cell["shift"]).items():
+            rows.append({"task": cell["task"], "target": target, "regime": cell["regime"], "k": cell["k"],
+                         "seed": cell["seed"], "template": cell["template"], "in_domain": cell["metric_accuracy"],
+                         "out_of_domain": measured["metrics"]["accuracy"], "n": measured["n"],
+                         "approximate": ", ".join(measured.get("approximate") or []),
+                         "left_out": sum((measured.get("left_out") or {}).values())})
+    return pd.DataFrame(rows, columns=["task", "target", "regime", "k", "seed", "template", "in_domain",
+                                       "out_of_domain", "n", "approximate", "left_out"])
+
+
+def shift_table(cells: pd.DataFrame, k: int) -> Table:
+    """Domain shift: per source → target and regime, accuracy on the source's test split, on the target's (read
+    through the target file's label and field maps), the drop, and the target's own cells at the same k."""
+    shifted = shift_rows(cells[(cells["k"] == k) | ~cells["seeded"]])
+    rows, notes = [], []
+    own = cells[(cells["k"] == k) | ~cells["seeded"]].groupby(["task", "regime"])["metric_accuracy"]
+    for (task, target), pair in shifted.groupby(["task", "target"]):
+        for regime, g in sorted(pair.groupby("regime"), key=lambda kv: regime_order(kv[0])):
+            drop = g["in_domain"] - g["out_of_domain"]
+            target_own = own.mean().get((target, regime), math.nan)
+            rows.append([(f"{task} → {target}", False), (regime, False),
+                         (_fmt(g["in_domain"].mean(), g["in_domain"].std(ddof=1), len(g)), False),
+                         (_fmt(g["out_of_domain"].mean(), g["out_of_domain"].std(ddof=1), len(g)), False),
+                         (f"{100 * drop.mean():+.1f}", False),
+                         ("—" if math.isnan(target_own) else f"{100 * target_own:.1f}", False),
+                         (str(len(g)), False)])
+        first = pair.iloc[0]
+        note = f"{task} → {target}: {first['n']} {target} test examples"
+        if first["left_out"]:
+            note += f" ({first['left_out']} left out: their label has no {task} label)"
+        if first["approximate"]:
+            note += f"; mapped approximately: {first['approximate']}"
+        notes.append(note + ".")
+    notes.insert(0, f"k = {k}; mean ± std over cells (seeds × templates). Out-of-domain: the cell trained (or "
+                    "prompted, with the same demos) on the source task, scored on the target's test split read through "
+                    "the target task file's domain_shift maps. Drop = in-domain − out-of-domain (points). Target-trained: "
+                    "the same regime's own cells on the target task at the same k (— when the run has none).")
+    return Table(f"Domain shift (k = {k})", ["source → target", "regime", "in-domain %", "out-of-domain %", "drop",
+                                             "target-trained %", "cells"], rows, notes, key="shift")
+
+
+def forgetting_rows(cells: pd.DataFrame, k: int) -> pd.DataFrame:
+    """One row per cell at k measured by --forgetting: its accuracy, the held-out NLL change and each watched
+    task's zero-shot accuracy change, with their 95 % paired bootstrap intervals, and its gain over zero-shot (the
+    untouched model's plain zero-shot cells at k, or its unseeded ones)."""
+    at_k = cells[(cells["k"] == k) | ~cells["seeded"]]
+    zero_shot = at_k[at_k["regime"] == untouched_reference()].groupby("task")["metric_accuracy"].mean()
+    rows = []
+    for _, cell in at_k[at_k["forgetting"].notna() & (at_k["k"] == k)].iterrows():
+        measured = json.loads(cell["forgetting"])
+        nll = measured["nll_per_token"]
+        watched = measured.get("zero_shot") or {}
+        rows.append({"task": cell["task"], "regime": cell["regime"], "k": cell["k"], "seed": cell["seed"],
+                     "accuracy": cell["metric_accuracy"],
+                     "gain": cell["metric_accuracy"] - zero_shot.get(cell["task"], math.nan),
+                     "nll_change": nll["change"], "nll_significant": nll["ci95"][0] > 0 or nll["ci95"][1] < 0,
+                     "nll_before": nll["before"],
+                     "zero_shot_change": np.mean([w["change"] for w in watched.values()]) if watched else math.nan,
+                     "zero_shot_drops": sum(w["ci95"][1] < 0 for w in watched.values()), "watched": len(watched),
+                     "watched_tasks": ", ".join(sorted(watched))})
+    return pd.DataFrame(rows, columns=["task", "regime", "k", "seed", "accuracy", "gain", "nll_change",
+                                       "nll_significant", "nll_before", "zero_shot_change", "zero_shot_drops",
+                                       "watched", "watched_tasks"])
+
+
+def forgetting_table(cells: pd.DataFrame, k: int) -> Table:
+    """Forgetting against gain, per task and regime that adapts the backbone."""
+    measured = forgetting_rows(cells, k)
+    rows = []
+    for (task, regime), g in sorted(measured.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
+        rows.append([(task, False), (regime, False), (_fmt(g["accuracy"].mean(), g["accuracy"].std(ddof=1), len(g)), False),
+                     ("—" if g["gain"].isna().all() else f"{100 * g['gain'].mean():+.1f}", False),
+                     (f"{g['nll_change'].mean():+.4f}", False), (f"{int(g['nll_significant'].sum())}/{len(g)}", False),
+                     (f"{100 * g['zero_shot_change'].mean():+.1f}", False),
+                     (f"{int(g['zero_shot_drops'].sum())}/{int(g['watched'].sum())}", False)])
+    notes = [] if measured.empty else [
+        f"k = {k}; mean over seeds. Gain: accuracy − the untouched model's zero-shot accuracy on the task (points). "
+        "Held-out NLL: change in negative log-likelihood per token (nats) of the model as deployed on held-out "
+        f"article bodies (reference {measured['nll_before'].iloc[0]:.3f} nats/token); cells whose 95 % paired "
+        "bootstrap CI over sequences excludes 0. Zero-shot: change in the untouched model's zero-shot accuracy on "
+        f"the watched tasks ({', '.join(sorted(set(measured['watched_tasks'])))}; points, mean over tasks); "
+        "drops whose 95 % paired bootstrap CI over examples lies below 0, out of the (cell, task) pairs."]
+    return Table(f"Forgetting vs gain (k = {k})", ["task", "regime", "accuracy %", "gain", "held-out NLL Δ",
+                                                   "NLL CI ≠ 0", "zero-shot Δ", "significant drops"],
+                 rows, notes, key="forgetting")
 
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:

@@ -69,6 +69,11 @@ def in_context_reference() -> str | None:
     return next((n for n, r in REGISTRY.items() if r.prompting and r.draws_examples), None)
 
 
+def untouched_reference() -> str | None:
+    """The prompting regime that learns nothing (zero-shot): the untouched model's score, what gains are over."""
+    return next((n for n, r in REGISTRY.items() if r.prompting and not r.draws_examples), None)
+
+
 def no_transfer_reference() -> str:
     """The regime that trains the same architecture from random weights: the transfer gain's baseline."""
     return "scratch"

@@ -38,6 +38,7 @@ class Full:
     prompting = False
     draws_examples = True
     takes_all_k = True
+    adapts_backbone = True  # forgetting measured after training (scratch: no pretrained weights to forget)
 
     def needs_dev(self, settings: FullSettings, templates: int) -> bool:
         return True  # selects the learning rate and the checkpoint
@@ -59,6 +60,7 @@ class Full:
               progress: bool, fresh: bool, adapter: Any = None) -> RegimeRun:
         """Train a copy of the backbone (fresh: a random initialisation of its architecture; adapter: only the
         adapter's weights in it) and a new head."""
+        from harness.forgetting import forgetting_details
         from harness.regimes.full_fit import fit_full
 
         texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens)
@@ -80,4 +82,6 @@ class Full:
             total_parameters=fit.trainable_parameters + (decoder_parameters(lm.model) if adapter else 0),
         )
         details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev]}
+        if self.adapts_backbone:
+            details.update(forgetting_details(shared, lm, data.task, fit.trained.modules_trained, progress))
         return RegimeRun(fit.predictions(data.test), cost, details)

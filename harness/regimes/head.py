@@ -45,6 +45,7 @@ class Head:
     prompting = False
     draws_examples = True
     takes_all_k = True
+    adapts_backbone = True  # its top N blocks (N = 0: nothing, and forgetting must measure exactly 0)
 
     def needs_dev(self, settings: HeadSettings, templates: int) -> bool:
         return True  # selects the probe's C (or, with top blocks, the learning rate and checkpoint)
@@ -79,6 +80,7 @@ class Head:
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: HeadSettings, seed: int,
             progress: bool) -> RegimeRun:
+        from harness.forgetting import forgetting_details
         from harness.regimes.head_fit import fit_head
 
         features = shared.features
@@ -103,5 +105,7 @@ class Head:
             stored_bytes_per_task=fit.trainable_parameters * FEATURE_BYTES,
             total_parameters=decoder_parameters(lm.model) + len(data.label_names) * (lm.model.config.hidden_size + 1),
         )
-        details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev]}
+        details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev],
+                   **forgetting_details(shared, lm, data.task,
+                                        fit.trained.modules_trained if fit.trained is not None else None, progress)}
         return RegimeRun(fit.predictions(data.test), cost, details)

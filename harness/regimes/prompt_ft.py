@@ -29,6 +29,7 @@ class PromptFt:
     prompting = False  # it trains: a fine-tuning regime, compared with few-shot on the learning curves
     draws_examples = True
     takes_all_k = True
+    adapts_backbone = True
 
     def needs_dev(self, settings: PromptFtSettings, templates: int) -> bool:
         return True  # selects the learning rate and the checkpoint
@@ -41,6 +42,7 @@ class PromptFt:
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: PromptFtSettings,
             seed: int, progress: bool) -> RegimeRun:
+        from harness.forgetting import forgetting_details
         from harness.regimes.prompt_ft_fit import fit_prompt_ft
 
         started = time.perf_counter()
@@ -56,5 +58,6 @@ class PromptFt:
             stored_bytes_per_task=fit.trainable_parameters * fit.bytes_per_parameter,
             total_parameters=fit.trainable_parameters,
         )
-        details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev]}
+        details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev],
+                   **forgetting_details(shared, lm, data.task, fit.trained.modules_trained, progress)}
         return RegimeRun(fit.predictions(data.test), cost, details)

@@ -55,6 +55,7 @@ class Prompting:
         self.name, self.draws_examples = name, draws_examples
         # a whole train split does not fit in a prompt; zero-shot at k = all selects on the validation split
         self.takes_all_k = not draws_examples
+        self.adapts_backbone = False
 
     def needs_dev(self, settings: PromptingSettings, templates: int) -> bool:
         # a dev score lets the leaderboard choose the template per seed; dev-prior reads the dev inputs; few-shot

@@ -22,6 +22,7 @@ class Shared:
 
     features: Any  # FeatureStore: backbone features per distinct input (head), token counts (head, full)
     scores: dict[Any, Any] = field(default_factory=dict)  # prompting: scored inputs per (template, demos, inputs)
+    forgetting: Any = None  # ForgettingProbes (--forgetting): the held-out text and watched tasks, scored once
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Regime(Protocol):
     draws_examples: bool  # learns from the k-shot training set (False: zero-shot, whose cells take a k and a
     #                       seed only to select on that draw's dev set, else one cell per template)
     takes_all_k: bool  # whether --k all (the whole train split, validation as dev) makes sense
+    adapts_backbone: bool  # trains on top of the pretrained weights (forgetting is measured: --forgetting)
 
     def needs_dev(self, settings: Any, templates: int) -> bool:
         """Whether a cell draws a dev set, given its settings and how many templates the run compares."""

@@ -32,6 +32,7 @@ class Scratch(Full):
     """`full` from a random initialisation of the same architecture: no transfer."""
 
     name = "scratch"
+    adapts_backbone = False  # random weights: nothing pretrained to forget
 
     def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[ScratchSettings]:
         settings = resolve_budget(ScratchSettings(), options, device.kind, self.name, SCRATCH_CUDA_BUDGET)

@@ -30,6 +30,7 @@ class Tfidf:
     prompting = False
     draws_examples = True
     takes_all_k = True
+    adapts_backbone = False
 
     def needs_dev(self, settings: TfidfSettings, templates: int) -> bool:
         return True  # selects C
