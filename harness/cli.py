@@ -144,7 +144,7 @@ DATA_DIR_HELP = "Offline mirror: DIR/<task>/<split>.jsonl is read instead of the
 REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tokens", "full_learning_rates",
                   "full_head_learning_rate", "full_max_steps", "full_defaults", "prompt_ft_learning_rates",
                   "prompt_ft_max_steps", "scratch_learning_rates", "scratch_max_steps", "lora_learning_rates", "lora_max_steps",
-                  "lora_rank", "lora_alpha", "lora_targets", "grad_accum", "gradient_checkpointing", "calibration", "demos", "demo_sets")
+                  "lora_rank", "lora_alpha", "lora_targets", "lora_scoring", "grad_accum", "gradient_checkpointing", "calibration", "demos", "demo_sets")
 
 
 @cli.command("eval")
@@ -186,6 +186,8 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
 @click.option("--lora-alpha", default=None, type=int, help="lora: adapter scale alpha (update x alpha / rank) [default: 16].")
 @click.option("--lora-targets", default=None, callback=lambda ctx, param, value: _names(ctx, param, value) if value else None,
               help="lora: comma-separated linear module names in the blocks, or 'all-linear' [default: all-linear].")
+@click.option("--lora-scoring", default=None, type=click.Choice(["head", "prompt"]),
+              help="lora: a new linear head, or the adapted LM's verbalizer scores as prompt-ft [default: head].")
 @click.option("--scratch-learning-rates", default=None, callback=_float_list,
               help="scratch: learning-rate grid, selected on dev [default: by device].")
 @click.option("--scratch-max-steps", default=None, type=int,
@@ -213,10 +215,18 @@ REGIME_OPTIONS = ("batch_size", "unfreeze_top", "pooling", "head_init", "max_tok
                    "and held-out NLL, against the untouched model.")
 @click.option("--forgetting-text", default="bbc_news", show_default=True,
               help="--forgetting: the task whose test-split texts are the held-out text.")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="Where cells run: one after another here, or as tasks on a Ray cluster (pip install -e '.[ray]').")
+@click.option("--address", default=None, help="--executor ray: an existing cluster's address [default: start a local one].")
+@click.option("--cpus-per-cell", default=1.0, show_default=True, type=float,
+              help="--executor ray: CPUs each worker asks for (its torch threads).")
+@click.option("--gpus-per-cell", default=None, type=float,
+              help="--executor ray: GPU share each worker asks for, e.g. 0.2 packs five on one GPU [default: 1 with CUDA, else 0].")
 @folder_options
 def eval_command(tasks: list[str], model: str, regimes: list[str], k: list[int], seeds: list[int], templates: str | None,
                  limit: int | None, data_dir: str | None, out: Path, overwrite: bool, trust_remote_code: bool,
-                 eval_tasks: list[str], forgetting: list[str], forgetting_text: str, **options: Any) -> None:
+                 eval_tasks: list[str], forgetting: list[str], forgetting_text: str, executor: str,
+                 address: str | None, cpus_per_cell: float, gpus_per_cell: float | None, **options: Any) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
     from harness.results import model_slug, read_run_folder, summary_table, write_atomic
     from harness.runner import EvalConfig, run_eval
@@ -225,7 +235,8 @@ def eval_command(tasks: list[str], model: str, regimes: list[str], k: list[int],
         tasks=tasks, model=model, regimes=regimes, k=k, seeds=seeds, templates=templates,
         limit=limit, data_dir=data_dir, out=out, overwrite=overwrite, trust_remote_code=trust_remote_code,
         options={name: options[name] for name in REGIME_OPTIONS if options[name] is not None},
-        eval_tasks=eval_tasks, forgetting=forgetting, forgetting_text=forgetting_text,
+        eval_tasks=eval_tasks, forgetting=forgetting, forgetting_text=forgetting_text, executor=executor,
+        ray_address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell,
         command=shlex.join(["harness", *sys.argv[1:]]),
     )
 

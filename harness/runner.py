@@ -22,7 +22,7 @@ from harness.sampling import select_test_subset
 from harness.forgetting import TEXT_TASK, forgetting_probes
 from harness.shift import ShiftSet, shift_view
 from harness.tasks import load_examples, load_task
-from harness.types import ALL_K, Cell, CellResult, Example, TaskSpec, Template
+from harness.types import ALL_K, Cell, CellResult, Example, Prediction, TaskSpec, Template
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ class EvalConfig:
     forgetting: Sequence[str] = ()  # --forgetting: tasks whose zero-shot accuracy (and the LM's held-out NLL)
     #                                 is measured after adaptation, against the untouched model
     forgetting_text: str = TEXT_TASK  # --forgetting-text: the task whose test-split texts are the held-out text
+    # Where cells run (never part of a cell's config hash): "local", one after another in this process, or "ray"
+    executor: str = "local"
+    ray_address: str | None = None  # --address: an existing Ray cluster; None starts a local one
+    cpus_per_cell: float = 1.0  # --cpus-per-cell: each Ray worker's CPU request (and its torch threads)
+    gpus_per_cell: float | None = None  # --gpus-per-cell: each worker's GPU share; None: 1 where CUDA is, else 0
     command: str = ""
 
 
@@ -91,56 +96,118 @@ class _Plan:
 
 def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None] | None = None,
              progress: bool = False) -> RunReport:
-    """Check every input, then compute the cells not already on disk, writing each as it finishes."""
-    plan = _resolve(config)
-    data = [_load_task_data(name, config, plan) for name in config.tasks]
-    targets = {name: (load_task(name), _limited_test(load_task(name), config)) for name in config.eval_tasks}
-    for d in data:
-        d.shifts = [shift_view(d.task, task, test, _examples_hash(test)) for name, (task, test) in targets.items()
-                    if name != d.task.name]
-    probes = (forgetting_probes(config.forgetting, config.limit, config.data_dir, config.forgetting_text)
-              if config.forgetting else None)
-    cells = [(d, cell) for d in data for cell in _cells(d, config, plan)]
-    for d, cell in cells:  # fail on an impossible draw before any compute
-        draw_for(cell, plan.regimes[cell.regime], plan.settings[cell.regime][cell.variant], len(d.templates),
-                 d.train, d.validation, d.task)
-    report = RunReport(majority={d.task.name: _majority(d.test) for d in data})
+    """Check every input, then compute the cells not already on disk, writing each as it finishes: here, one
+    after another (--executor local), or as Ray tasks (--executor ray, harness/ray_executor.py)."""
+    if config.executor not in EXECUTORS:
+        raise HarnessError(f"--executor {config.executor}: unknown (known: {', '.join(EXECUTORS)})")
+    session = Session(config)
+    report = RunReport(majority={d.task.name: _majority(d.test) for d in session.data.values()})
     check_writable(config.out)
-    slug = model_slug(config.model)
-    lm = shared = None
-    for d, cell in cells:
-        json_path, jsonl_path = cell.paths(config.out, slug)
-        template = next(t for t in d.templates if t.name == cell.template)
-        regime, settings = plan.regimes[cell.regime], plan.settings[cell.regime][cell.variant]
-        resolved = _resolved_config(config, d, template, cell, plan)
-        wanted = _extras(d, regime, probes)
-        existing = _finished(json_path, resolved, config.overwrite, wanted)
+    if config.executor == "ray":
+        from harness.ray_executor import run_on_ray
+
+        pending = []
+        for d, cell in session.cells:
+            existing = session.finished(d, cell)
+            if existing is not None:
+                _report(report, on_cell, cell, existing, "skipped")
+            else:
+                pending.append(cell)
+        run_on_ray(config, pending, lambda cell, outcome: _write(session, report, on_cell, cell, outcome), progress)
+        return report
+    for d, cell in session.cells:
+        existing = session.finished(d, cell)
         if existing is not None:
             _report(report, on_cell, cell, existing, "skipped")
             continue
-        with cell_lock(json_path) as holder:
+        with cell_lock(session.paths(cell)[0]) as holder:
             if holder is not None:
                 _report(report, on_cell, cell, CellResult(cell, status="busy", reason=f"pid {holder}"), "busy")
                 continue
-            existing = _finished(json_path, resolved, config.overwrite, wanted)
+            existing = session.finished(d, cell)
             if existing is not None:  # another process finished it between the first look and the lock
                 _report(report, on_cell, cell, existing, "skipped")
                 continue
-            if lm is None:
-                lm, shared = _prepare(config, probes)
-            draw = draw_for(cell, regime, settings, len(d.templates), d.train, d.validation, d.task)
-            try:
-                result, predictions, shifted = run_cell(regime, settings, lm, shared, d.task, template, cell, draw,
-                                                        d.test, progress, d.shifts)
-            except CellFailed as exc:
-                failed = with_provenance(failed_result(cell, str(exc), exc.step), lm, d.task, template, resolved)
-                write_result(json_path, failed)
-                _report(report, on_cell, cell, failed, "failed")
-                continue
-            write_cell(json_path, jsonl_path, with_provenance(result, lm, d.task, template, resolved), predictions,
-                       shifted)
-            _report(report, on_cell, cell, result, "computed")
+            _write(session, report, on_cell, cell, session.compute(cell, progress))
     return report
+
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class Outcome:
+    """What computing one cell gave: its result (provenance included), its predictions, and its predictions on
+    other tasks (--eval-tasks). A failed cell has a failed result and no predictions. Plain data: a Ray worker
+    returns it to the driver, which writes it."""
+
+    result: CellResult
+    predictions: list[Prediction] = field(default_factory=list)
+    shifted: list[Prediction] = field(default_factory=list)
+
+
+class Session:
+    """One `harness eval` configuration, resolved: regimes, task data, other tasks' test sets, forgetting probes,
+    and (once a cell needs computing) the model. The local runner and each Ray worker hold one."""
+
+    def __init__(self, config: EvalConfig):
+        self.config = config
+        self.plan = _resolve(config)
+        self.data = {name: _load_task_data(name, config, self.plan) for name in config.tasks}
+        targets = {name: (load_task(name), _limited_test(load_task(name), config)) for name in config.eval_tasks}
+        for d in self.data.values():
+            d.shifts = [shift_view(d.task, task, test, _examples_hash(test))
+                        for name, (task, test) in targets.items() if name != d.task.name]
+        self.probes = (forgetting_probes(config.forgetting, config.limit, config.data_dir, config.forgetting_text)
+                       if config.forgetting else None)
+        self.cells = [(d, cell) for d in self.data.values() for cell in _cells(d, config, self.plan)]
+        for d, cell in self.cells:  # fail on an impossible draw before any compute
+            self._draw(d, cell)
+        self.lm: Any = None
+        self.shared: Shared | None = None
+
+    def paths(self, cell: Cell) -> tuple[Path, Path]:
+        return cell.paths(self.config.out, model_slug(self.config.model))
+
+    def finished(self, d: _TaskData, cell: Cell) -> CellResult | None:
+        """The cell's finished result on disk, when it is this configuration's and has what this run measures."""
+        regime = self.plan.regimes[cell.regime]
+        return _finished(self.paths(cell)[0], self._resolved(d, cell), self.config.overwrite,
+                         _extras(d, regime, self.probes))
+
+    def compute(self, cell: Cell, progress: bool) -> Outcome:
+        """Run one cell (loading the model the first time); a cell whose training broke down is a failed result."""
+        d = self.data[cell.task]
+        template = next(t for t in d.templates if t.name == cell.template)
+        regime, settings = self.plan.regimes[cell.regime], self.plan.settings[cell.regime][cell.variant]
+        resolved = self._resolved(d, cell)
+        if self.lm is None:
+            self.lm, self.shared = _prepare(self.config, self.probes)
+        try:
+            result, predictions, shifted = run_cell(regime, settings, self.lm, self.shared, d.task, template, cell,
+                                                    self._draw(d, cell), d.test, progress, d.shifts)
+        except CellFailed as exc:
+            return Outcome(with_provenance(failed_result(cell, str(exc), exc.step), self.lm, d.task, template, resolved))
+        return Outcome(with_provenance(result, self.lm, d.task, template, resolved), predictions, shifted)
+
+    def _draw(self, d: _TaskData, cell: Cell) -> Any:
+        regime, settings = self.plan.regimes[cell.regime], self.plan.settings[cell.regime][cell.variant]
+        return draw_for(cell, regime, settings, len(d.templates), d.train, d.validation, d.task)
+
+    def _resolved(self, d: _TaskData, cell: Cell) -> dict[str, Any]:
+        template = next(t for t in d.templates if t.name == cell.template)
+        return _resolved_config(self.config, d, template, cell, self.plan)
+
+
+def _write(session: Session, report: RunReport, on_cell: Callable | None, cell: Cell, outcome: Outcome) -> None:
+    """Write one computed cell atomically (a failed one: its result alone) and report it."""
+    json_path, jsonl_path = session.paths(cell)
+    if not outcome.result.ok:
+        write_result(json_path, outcome.result)
+        _report(report, on_cell, cell, outcome.result, "failed")
+        return
+    write_cell(json_path, jsonl_path, outcome.result, outcome.predictions, outcome.shifted)
+    _report(report, on_cell, cell, outcome.result, "computed")
 
 
 def _extras(d: _TaskData, regime: Regime, probes: Any) -> dict[str, Any]:

@@ -140,6 +140,7 @@ def test_full_trains_a_copy_and_never_the_base(toy_env, model, tokenizer):
 def test_same_seed_same_results(toy_env, model, tokenizer):
     _, _, _, texts, labels = _data()
     a = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
+    torch.rand(7)  # whatever the process drew before a cell does not change it (the new head's start is seeded)
     b = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
     assert a.probs == b.probs
 
@@ -438,3 +439,23 @@ def test_a_lora_target_the_model_lacks_is_one_line_listing_its_linear_modules(pa
     assert result.exit_code == 2
     assert "--lora-targets c_attn: the model has no such linear module (its linear modules: " in result.output
     assert "q_proj" in result.output and "Traceback" not in result.output
+
+
+def test_prompt_based_lora_trains_the_adapter_on_the_answer_scores(patched, tmp_path, model):
+    before = _state(model)
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "lora,zero-shot",
+                                  "--lora-scoring", "prompt", "--k", "2", "--seeds", "13", "--lora-max-steps", "4",
+                                  "--lora-learning-rates", "0.05", "--lora-rank", "2", "--batch-size", "4",
+                                  "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert _same(before, model.state_dict())
+    cell = json.loads(next(tmp_path.rglob("lora-prompt-r2_k2_seed13.json")).read_text())
+    # rank-2 A and B on every linear projection of the blocks (q, k, v, o, gate, up, down), no head
+    shapes = [(32, 32), (32, 16), (32, 16), (32, 32), (32, 64), (32, 64), (64, 32)]
+    adapters = 2 * sum(2 * (i + o) for i, o in shapes)
+    assert cell["cost"]["trainable_parameters"] == adapters
+    assert cell["cost"]["total_parameters"] == adapters + sum(p.numel() for p in model.parameters())
+    rows = [json.loads(r) for r in next(tmp_path.rglob("lora-prompt-r2_k2_seed13.jsonl")).read_text().splitlines()]
+    untouched = [json.loads(r) for r in next(tmp_path.rglob("zero-shot_k0.jsonl")).read_text().splitlines()]
+    assert len(rows[0]["loglik"]) == 2  # scored as zero-shot
+    assert any(a["loglik"] != pytest.approx(b["loglik"]) for a, b in zip(rows, untouched))  # the adapter moved them

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from harness.regimes.budget import CUDA_BUDGET, resolve_budget
 from harness.regimes.full import Full, FullSettings
 from harness.regimes.options import HEAD_INITS, POOLINGS, check_at_least, check_choice
+from harness.regimes.prompt_ft import PromptFt
 from harness.regimes.protocol import Device, RegimeRun, Shared
 from harness.types import FitData, Template
 
@@ -29,6 +30,9 @@ class LoraSettings(FullSettings):
     alpha: int = 16  # --lora-alpha: the update is scaled by alpha / rank
     # --lora-targets: module names (suffixes) in the blocks; "all-linear": every linear projection (peft's choice)
     targets: tuple[str, ...] = ("all-linear",)
+    # --lora-scoring: "head" (a new linear head, as full) or "prompt" (no head: the adapted LM's answer scores after
+    # the template, trained and predicted as prompt-ft does)
+    scoring: str = "head"
 
 
 class Lora(Full):
@@ -42,10 +46,12 @@ class Lora(Full):
         check_choice("head init", settings.head_init, HEAD_INITS)
         check_at_least("--lora-rank", settings.rank, 1)
         check_at_least("--lora-alpha", settings.alpha, 1)
+        check_choice("lora scoring", settings.scoring, ("head", "prompt"))
         return (replace(settings, targets=tuple(settings.targets)),)
 
     def variant(self, settings: LoraSettings) -> str:
-        parts = [] if settings.rank == LoraSettings.rank else [f"r{settings.rank}"]
+        parts = [] if settings.scoring == "head" else [settings.scoring]
+        parts += [] if settings.rank == LoraSettings.rank else [f"r{settings.rank}"]
         if settings.targets != LoraSettings.targets:
             parts.append("-".join(settings.targets))
         if settings.head_init != "zero":
@@ -56,5 +62,8 @@ class Lora(Full):
             progress: bool) -> RegimeRun:
         from harness.regimes.lora_fit import add_lora
 
+        if settings.scoring == "prompt":
+            return PromptFt().train(lm, shared, template, data, settings, seed, progress,
+                                    adapter=partial(add_lora, settings=settings))
         return self.train(lm, shared, template, data, settings, seed, progress, fresh=False,
                           adapter=partial(add_lora, settings=settings))

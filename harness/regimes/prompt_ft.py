@@ -42,11 +42,16 @@ class PromptFt:
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: PromptFtSettings,
             seed: int, progress: bool) -> RegimeRun:
+        return self.train(lm, shared, template, data, settings, seed, progress)
+
+    def train(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: Any, seed: int,
+              progress: bool, adapter: Any = None) -> RegimeRun:
+        """Train a copy of the LM on its answer scores (adapter: only the adapter's weights in it)."""
         from harness.forgetting import forgetting_details
         from harness.regimes.prompt_ft_fit import fit_prompt_ft
 
         started = time.perf_counter()
-        fit = fit_prompt_ft(lm, template, data, settings, seed, progress)
+        fit = fit_prompt_ft(lm, template, data, settings, seed, progress, adapter)
         seconds = time.perf_counter() - started
         blocks = block_parameters(lm.model)
         cost = Cost(
@@ -56,8 +61,13 @@ class PromptFt:
             # scored as zero-shot: one uncached forward over each test prompt
             inference_flops_per_example=2 * blocks * sum(p.prompt_tokens for p in fit.scored) / len(data.test),
             stored_bytes_per_task=fit.trainable_parameters * fit.bytes_per_parameter,
-            total_parameters=fit.trainable_parameters,
+            # the whole LM trains; an adapter comes on top of the frozen LM (its decoder and any untied output layer)
+            total_parameters=fit.trainable_parameters + (_lm_parameters(lm.model) if adapter else 0),
         )
         details = {**fit.details, "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev],
                    **forgetting_details(shared, lm, data.task, fit.trained.modules_trained, progress)}
         return RegimeRun(fit.predictions(data.test), cost, details)
+
+
+def _lm_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())

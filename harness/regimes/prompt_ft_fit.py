@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -68,7 +68,7 @@ class AnswerScorer(nn.Module):
 
 
 def fit_prompt_ft(lm: Any, template: Template, data: FitData, cfg: Budget, seed: int,
-                  progress: bool = False) -> FitResult:
+                  progress: bool = False, adapter: Callable[[nn.Module], nn.Module] | None = None) -> FitResult:
     """Train on data.train per learning rate, keep the best dev checkpoint (accuracy, then loss), score the test
     inputs with the zero-shot scorer on the trained copy."""
     model, tokenizer = lm.model, lm.tokenizer
@@ -83,13 +83,13 @@ def fit_prompt_ft(lm: Any, template: Template, data: FitData, cfg: Budget, seed:
     autocast = autocast_for(device)
 
     def build(lr: float) -> tuple[AnswerScorer, list]:
-        scorer = AnswerScorer(copy.deepcopy(model).float()).to(device)  # fp32 master weights; the base untouched
-        if cfg.gradient_checkpointing and hasattr(scorer.modules_trained, "gradient_checkpointing_enable"):
-            scorer.modules_trained.gradient_checkpointing_enable()
-        params = list(scorer.modules_trained.parameters())
-        for p in params:
+        copied = copy.deepcopy(model).float()  # fp32 master weights; the base untouched
+        for p in copied.parameters():
             p.requires_grad_(True)
-        return scorer, params
+        if cfg.gradient_checkpointing and hasattr(copied, "gradient_checkpointing_enable"):
+            copied.gradient_checkpointing_enable()
+        scorer = AnswerScorer(adapter(copied) if adapter is not None else copied).to(device)
+        return scorer, [p for p in scorer.modules_trained.parameters() if p.requires_grad]
 
     def make_batch(rows: list[int]) -> tuple[AnswerBatch, torch.Tensor, torch.Tensor]:
         batch, mask = _batch([encoded["train"][i] for i in rows], pad, device)
@@ -101,7 +101,7 @@ def fit_prompt_ft(lm: Any, template: Template, data: FitData, cfg: Budget, seed:
         torch.tensor(labels["dev"], device=device), cfg, seed, autocast, progress)
     trained = scorer.modules_trained.eval()
     run = predict_prompting(trained, tokenizer, lm.max_length, template, data.test, (), cfg.batch_size, progress)
-    total = sum(p.numel() for p in trained.parameters())
+    total = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     return FitResult(
         probs=[list(p.probs) for p in run.predictions],
         details=selection_details(result, lr, cfg),

@@ -211,6 +211,9 @@ def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list]], ma
     or parameter groups); the best dev checkpoint over all of them is loaded into its model and returned."""
     best = None
     for lr in cfg.learning_rates:
+        # a new head's and an adapter's random start come from the cell's seed, not from whatever the process ran
+        # before (harness < 0.4 drew them from the global state: a cell's numbers depended on the cells before it)
+        torch.manual_seed(seed)
         model, params = build(lr)
 
         def dev_score(model: nn.Module = model) -> tuple[float, float]:
