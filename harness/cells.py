@@ -72,7 +72,8 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
     )
     # what share of the test predictions each class takes: a prompt that answers one class for all shows here
     shares = {name: sum(p.pred == c for p in predictions) / len(predictions) for c, name in enumerate(task.label_names)}
-    details = {**run.details, "predicted_distribution": shares}
+    details = {**run.details, "predicted_distribution": shares,
+               "tied_predictions": sum(p.tied for p in predictions)}  # broken by id (Prediction.pred), counted
     if shifts:  # the cost above includes predicting these inputs too
         details["shift"] = {s.target: {**s.identity(), "metrics": compute_metrics(task.metrics, by_target[s.target])}
                             for s in shifts}

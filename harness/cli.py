@@ -282,6 +282,30 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, headline_k: int, 
     click.echo(f"{built.cells} cells -> " + ", ".join(str(f) for f in built.files))
 
 
+@cli.command("verdict")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--budget", "budgets", multiple=True, type=int,
+              help="k (labelled examples per class) to decide for; repeatable [default: every k in the runs].")
+@click.option("--max-cost", default=None, type=float,
+              help="Leave out regimes whose training + 1000 test examples cost more FLOPs than this.")
+def verdict_command(run_dirs: tuple[Path, ...], budgets: tuple[int, ...], max_cost: float | None) -> None:
+    """Which regime to use, per model, task and k, with its margin, certainty and cost: sentences from the numbers."""
+    from harness.leaderboard import tables
+    from harness.leaderboard.collect import collect
+    from harness.leaderboard.verdict import verdict_lines
+
+    collected = collect(run_dirs)
+    for problem in collected.problems:
+        click.echo(f"note: {problem}", err=True)
+    cells = collected.cells
+    for model, group in cells.groupby("model"):
+        click.echo(f"# {model}\n")
+        lines = verdict_lines(group, list(budgets) or None, max_cost,
+                              tables.crossover_points(tables.learning_curves(group)))
+        for line in lines or ["No task has two regimes with per-example predictions at these k."]:
+            click.echo(line.replace("**", "") + "\n")
+
+
 @cli.command("tasks")
 @click.option("--data-dir", envvar="HARNESS_DATA_DIR", default=None, help=DATA_DIR_HELP)
 @folder_options

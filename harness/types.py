@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -113,7 +114,17 @@ class Prediction:
 
     @property
     def pred(self) -> int:
-        return max(range(len(self.probs)), key=self.probs.__getitem__)
+        """The most probable class; a tie is broken by the example's id (a stable hash picks one of the tied
+        classes), never silently towards class 0, and counted (`tied`)."""
+        top = max(self.probs)
+        tied = [c for c, p in enumerate(self.probs) if p == top]
+        return tied[0] if len(tied) == 1 else tied[zlib.crc32(self.id.encode()) % len(tied)]
+
+    @property
+    def tied(self) -> bool:
+        """Whether two classes share the top probability (bf16 log-likelihoods do, on a few % of prompts)."""
+        top = max(self.probs)
+        return sum(p == top for p in self.probs) > 1
 
     @property
     def pred_norm(self) -> int | None:

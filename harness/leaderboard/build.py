@@ -46,7 +46,9 @@ def build(run_dirs: Sequence[str | Path], out: Path, headline_k: int = 16, group
         sections.append((suffix, model_tables, model_images))
     intro = notes.read_text(encoding="utf-8") if notes else ""
     footer = provenance(cells, run_dirs)
-    readme = ["# Leaderboard", "", intro.strip(), ""] if intro else ["# Leaderboard", ""]
+    verdict = _verdict(cells, headline_k)
+    intro = (intro.strip() + "\n\n" if intro else "") + verdict
+    readme = ["# Leaderboard", "", intro.strip(), ""]
     for suffix, model_tables, model_images in sections:
         for table in model_tables:
             readme.append(render.markdown(table))
@@ -86,6 +88,23 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
                                           plot_dir / slug if suffix else plot_dir)
     images += [image for image in (scatter, forgetting) if image]
     return made, images
+
+
+def _verdict(cells: pd.DataFrame, k: int) -> str:
+    """The verdict section: per model, task and the headline k, the regime to use, from the numbers alone."""
+    from harness.leaderboard.verdict import verdict_lines
+
+    parts = ["## Verdict", "",
+             f"Written from the tables by `harness verdict` (k = {k}): the best regime per task with its margin over the "
+             "runner-up (95 % hierarchical bootstrap interval over seeds and test examples), how often it is best "
+             "under that bootstrap, its cost, and the cheapest regime within 1 point.", ""]
+    for model, group in cells.groupby("model"):
+        lines = verdict_lines(group, [k], crossover=tables.crossover_points(tables.learning_curves(group)))
+        if cells["model"].nunique() > 1:
+            parts += [f"*{model}*", ""]
+        parts += [f"- {line}" for line in lines] or ["- No task has two regimes with per-example predictions."]
+        parts.append("")
+    return "\n".join(parts)
 
 
 def provenance(cells: pd.DataFrame, run_dirs: Sequence[str | Path]) -> str:

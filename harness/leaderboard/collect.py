@@ -95,6 +95,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
         **dict(zip(("warn_edge", "warn_last_step"), flags(result.details.get("warnings")))),
         # the cell's scores on other tasks' test splits (--eval-tasks) and its forgetting (--forgetting), as JSON
+        "tied_predictions": result.details.get("tied_predictions"),  # None: harness < 0.4 did not count them
         "shift": _json_or_none(result.details.get("shift")),
         "forgetting": _json_or_none(result.details.get("forgetting")),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,

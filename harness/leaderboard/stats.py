@@ -9,7 +9,6 @@ import numpy as np
 
 ECE_BINS = 10  # equal-width bins over the top-class probability, (0, 0.1], ..., (0.9, 1]
 PERMUTATIONS = 9999
-SIGNIFICANCE = 0.05
 
 
 def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -67,3 +66,37 @@ def mean_with_ci(values: Sequence[float], level: float = 0.95, seed: int = 0) ->
     ci = bootstrap((data,), np.mean, confidence_level=level, n_resamples=PERMUTATIONS, method="percentile",
                    rng=np.random.default_rng(seed)).confidence_interval
     return mean, float(ci.low), float(ci.high)
+
+
+BOOTSTRAP_RESAMPLES = 4000
+
+
+def hierarchical_bootstrap(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Resampled means of a (regimes, seeds, examples) array of per-example scores (correctness, or a paired
+    difference): seeds drawn with replacement, then test examples with replacement within each drawn seed; the
+    same draws for every regime, so that differences and "which is best" stay paired. Returns (resamples,
+    regimes). The variance it carries is that of a new draw of k training examples *and* of a new test set."""
+    scores = np.asarray(correct, dtype=float)
+    if scores.ndim == 2:
+        scores = scores[None]
+    _, seeds, examples = scores.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty((resamples, scores.shape[0]))
+    for start in range(0, resamples, 250):
+        b = min(250, resamples - start)
+        drawn_seeds = rng.integers(0, seeds, size=(b, seeds))
+        drawn_examples = rng.integers(0, examples, size=(b, seeds, examples))
+        picked = scores[:, drawn_seeds[:, :, None], drawn_examples]  # (regimes, b, seeds, examples)
+        out[start : start + b] = picked.mean(axis=(2, 3)).T
+    return out
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    low, high = np.percentile(samples, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(low), float(high)
+
+
+def seed_level_p_value(a_by_seed: Sequence[float], b_by_seed: Sequence[float]) -> float:
+    """Two-sided exact sign-flip test of the per-seed accuracy differences: the unit of replication is the draw
+    of k training examples (with 5 seeds the smallest possible p is 2/32 = 0.0625)."""
+    return paired_p_value(a_by_seed, b_by_seed)

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.leaderboard.collect import load_predictions
-from harness.leaderboard.stats import (PERMUTATIONS, SIGNIFICANCE, brier_score, expected_calibration_error,
-                                       mean_with_ci, paired_p_value)
+from harness.leaderboard.stats import brier_score, expected_calibration_error, mean_with_ci
 from harness.regimes import (freezing_depth, in_context_reference, no_transfer_reference, order_of,
                              untouched_reference)
 
@@ -56,6 +55,8 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
             "macro_f1": chosen["metric_macro_f1"].mean() if "metric_macro_f1" in chosen else math.nan,
             "largest_class_share": chosen["largest_class_share"].astype(float).max(),
+            "tied_predictions": chosen["tied_predictions"].astype(float).sum() if "tied_predictions" in chosen
+            and chosen["tied_predictions"].notna().all() else math.nan,
             "warn_edge": bool(chosen["warn_edge"].any()), "warn_last_step": bool(chosen["warn_last_step"].any()),
             "warnings_recorded": bool(chosen["warnings_recorded"].all()),
             "rule": rule, "predictions": [p for p in chosen["predictions"] if isinstance(p, str)], "n": int(chosen["n"].iloc[0]),
@@ -90,16 +91,22 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
     regimes = sorted(at_k["regime"].unique(), key=regime_order)
     stats_by = {(t, r): g for (t, r), g in at_k.groupby(["task", "regime"])}
     means = {key: g["accuracy"].mean() for key, g in stats_by.items()}
+    from harness.leaderboard.verdict import compare
+
     rows, notes, pvalues = [], [], []
     best = {t: max((r for r in regimes if (t, r) in means), key=lambda r: means[(t, r)]) for t in tasks}
     ties = {}
     for t in tasks:
-        for r in regimes:
-            if (t, r) in stats_by and r != best[t]:
-                p = _paired(stats_by[(t, r)], stats_by[(t, best[t])])
-                if p is not None:
-                    ties[(t, r)] = p >= SIGNIFICANCE
-                    pvalues.append(f"{t}: {r} vs {best[t]} {_p_text(p)}")
+        comparison = compare(cells, t, k)
+        if comparison is None:
+            continue
+        for r in comparison.regimes:
+            if r == comparison.best:
+                continue
+            ties[(t, r)] = comparison.tied(r)
+            d = comparison.difference[r]
+            pvalues.append(f"{t}: {r} − {comparison.best} {100 * d[0]:+.1f} ({100 * d[1]:+.1f} … {100 * d[2]:+.1f}), "
+                           f"seed-level {_p_text(comparison.seed_p[r])}")
     for r in regimes:
         row = [(r, False)]
         for t in tasks:
@@ -125,15 +132,18 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         row.append((f"{100 * np.mean(known):.1f}" if len(known) == len(tasks) else "—", False))
         rows.append(row)
     notes = [
-        f"Accuracy (%) at k = {k} examples per class ({_zero_shot_dev_note(at_k, k)}): mean ± sample standard "
+        f"Accuracy (%) at k = {k} examples per class — labelled examples used: k to train and k to select on (dev), "
+        f"2k = {2 * k} per class ({_zero_shot_dev_note(at_k, k)}): mean ± sample standard "
         "deviation (ddof = 1) over seeds, number of seeds in brackets (one run, as for a zero-shot that compares "
         "no templates and so draws nothing, has no std). Where a task has several templates, each seed's "
         "template is the one with the best dev accuracy, then the lowest dev loss, then the first by name (else "
         "the mean over templates).",
-        "Bold: best regime per task. †: not significantly different from the best (p ≥ 0.05) under a two-sided "
-        "paired permutation (sign-flip) test of per-example correctness, examples matched by id and pooled "
-        f"across seeds (exact, or {PERMUTATIONS:,} random sign patterns; checked against "
-        "scipy.stats.permutation_test).",
+        "Bold: best regime per task. †: not distinguishable from the best: the 95 % interval of its difference to "
+        "the best contains 0 under a hierarchical bootstrap (seeds drawn with replacement, then test examples "
+        "within each seed; the same draws for every regime; each seed's dev-selected template), which counts "
+        "the variance of a new draw of k training examples, not only of the test set. Beside it, a two-sided "
+        "exact sign-flip test of the per-seed accuracy differences (seed-level; with 5 seeds no p is below "
+        "0.0625).",
         "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
         "uniform guess (1 / classes).",
         f"‡: in at least one seed one class takes ≥ {COLLAPSE:.0%} of the predictions (see Prediction balance).",
@@ -142,7 +152,8 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         *notes,
     ]
     if pvalues:
-        notes.append("p-values: " + "; ".join(pvalues) + ".")
+        notes.append("Differences to the best in points (95 % hierarchical bootstrap interval) and seed-level "
+                     "p-values: " + "; ".join(pvalues) + ".")
     return Table(f"Main table (k = {k})", ["regime", *tasks, "average"], rows, notes, key="main")
 
 
@@ -150,21 +161,35 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
     """Per task × regime at the headline k, the selections a reviewer would question, seed by seed."""
     seeds = per_seed(cells)
     at_k = seeds[(seeds["k"] == k) | ~seeds["seeded"]]
+    raw = cells[(cells["k"] == k) | ~cells["seeded"]]
     rows = []
     for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         edge, last = int(g["warn_edge"].sum()), int(g["warn_last_step"].sum())
+        rho = _dev_test_correlation(raw[(raw["task"] == task) & (raw["regime"] == regime)])
         if not g["warnings_recorded"].all():
             if not g["prompting"].iloc[0]:  # cells of harness 0.2 and before did not check their selection
-                rows.append([(task, False), (regime, False), ("not recorded", False), ("not recorded", False)])
+                rows.append([(task, False), (regime, False), ("not recorded", False), ("not recorded", False),
+                             (rho, False)])
         elif edge or last or not g["prompting"].iloc[0]:
             rows.append([(task, False), (regime, False), (f"{edge} of {len(g)}", edge > 0),
-                         (f"{last} of {len(g)}", last > 0)])
+                         (f"{last} of {len(g)}", last > 0), (rho, False)])
     notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
              "a learning rate, ...), and whose best dev checkpoint was the last step of a run that was not "
              "stopped early: either suggests the grid or the budget was too small. Prompting regimes are listed "
-             "only when flagged."]
-    return Table(f"Selection checks (k = {k})", ["task", "regime", "grid edge chosen", "best step = last step"],
-                 rows, notes, key="selection")
+             "only when flagged. Dev–test ρ: Spearman correlation between dev and test accuracy over the regime's "
+             "cells (seeds × templates) — how far selecting on a dev set of k examples per class can be trusted "
+             "(— with fewer than 3 cells or no spread)."]
+    return Table(f"Selection checks (k = {k})", ["task", "regime", "grid edge chosen", "best step = last step",
+                                                 "dev–test ρ"], rows, notes, key="selection")
+
+
+def _dev_test_correlation(group: pd.DataFrame) -> str:
+    from scipy.stats import spearmanr
+
+    pairs = group[["dev_accuracy", "metric_accuracy"]].astype(float).dropna()
+    if len(pairs) < 3 or pairs["dev_accuracy"].nunique() < 2 or pairs["metric_accuracy"].nunique() < 2:
+        return "—"
+    return f"{spearmanr(pairs['dev_accuracy'], pairs['metric_accuracy']).statistic:+.2f}"
 
 
 def balance_table(cells: pd.DataFrame, k: int) -> Table:
@@ -178,12 +203,17 @@ def balance_table(cells: pd.DataFrame, k: int) -> Table:
         rows.append([(task, False), (regime, False), (f"{100 * g['accuracy'].mean():.1f}", False),
                      (f"{100 * g['macro_f1'].mean():.1f}" if g["macro_f1"].notna().any() else "—", False),
                      (f"{100 * share.mean():.1f}" if share.notna().any() else "—", False),
-                     (f"{collapsed} of {len(g)}", collapsed > 0)])
+                     (f"{collapsed} of {len(g)}", collapsed > 0),
+                     ("not counted" if g["tied_predictions"].isna().any() else f"{int(g['tied_predictions'].sum())}",
+                      False)])
     notes = [f"Means over seeds (each seed's dev-selected template). Largest class share: the share of the test "
              f"predictions that go to the most predicted class (1 / classes when balanced); bold where at least one "
-             f"seed puts ≥ {COLLAPSE:.0%} on one class."]
+             f"seed puts ≥ {COLLAPSE:.0%} on one class. Tied predictions: test examples (summed over seeds) whose "
+             "top two classes had exactly equal probability; harness 0.4 breaks each tie by a stable hash of the "
+             "example id (before, every tie went to class 0, uncounted)."]
     return Table(f"Prediction balance (k = {k})", ["task", "regime", "accuracy %", "macro-F1 %",
-                                                   "largest class share %", f"seeds ≥ {COLLAPSE:.0%} one class"],
+                                                   "largest class share %", f"seeds ≥ {COLLAPSE:.0%} one class",
+                                                   "tied predictions"],
                  rows, notes, key="balance")
 
 
@@ -197,21 +227,6 @@ def _zero_shot_dev_note(at_k: pd.DataFrame, k: int) -> str:
     return (f"zero-shot learns from none; where it compares templates or calibrates with dev-prior it uses each "
             f"seed's dev set, the same k = {k} labelled examples per class the other regimes select on (dev-prior "
             "reads their inputs only)")
-
-
-def _paired(a: pd.DataFrame, b: pd.DataFrame) -> float | None:
-    """Pool (seed, example) pairs over the seeds both regimes ran; an unseeded regime (zero-shot) pairs with each."""
-    xs, ys = [], []
-    for _, left in a.iterrows():
-        for _, right in b.iterrows():
-            seeded = left["seed"] == left["seed"] and right["seed"] == right["seed"]  # NaN != NaN
-            if (seeded and left["seed"] != right["seed"]) or not left["predictions"] or not right["predictions"]:
-                continue
-            x, y = correctness(left["predictions"]), correctness(right["predictions"])
-            common = x.index.intersection(y.index)
-            xs.extend(x[common])
-            ys.extend(y[common])
-    return paired_p_value(xs, ys) if xs else None
 
 
 def _majority(cells: pd.DataFrame, task: str) -> float | None:
@@ -377,8 +392,13 @@ def forgetting_table(cells: pd.DataFrame, k: int) -> Table:
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
     """task, regime, k, mean, std, seeds: accuracy against k (a regime that draws no examples, as zero-shot,
-    repeated at every k as a line)."""
+    repeated at every k as a line). Each curve keeps the seeds it has at every one of its k, so that a point does
+    not differ from its neighbour by its seed set (when no seed is common to all, every seed stays)."""
     seeds = per_seed(cells)
+    for (task, regime), g in seeds[seeds["seeded"]].groupby(["task", "regime"]):
+        common = set.intersection(*(set(s["seed"]) for _, s in g.groupby("k")))
+        if common:
+            seeds = seeds[~((seeds["task"] == task) & (seeds["regime"] == regime) & ~seeds["seed"].isin(common))]
     rows = []
     ks = {task: sorted(k for k in g["k"].unique() if k > 0) for task, g in seeds.groupby("task")}
     for (task, regime, k), g in seeds.groupby(["task", "regime", "k"]):
@@ -390,9 +410,10 @@ def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "regime", "k", "mean", "std", "seeds", "seeded", "prompting"])
 
 
-def crossover_table(curves: pd.DataFrame) -> Table:
-    """Smallest k at which each fine-tuning regime's mean accuracy exceeds few-shot's at the same k."""
-    rows = []
+def crossover_points(curves: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(task, fine-tuning regime) -> the smallest k at which its mean accuracy exceeds few-shot's at the same k
+    (as text: "8", or "never in range (2–32)")."""
+    points = {}
     for task in sorted(curves["task"].unique()):
         c = curves[curves["task"] == task]
         few = c[c["regime"] == in_context_reference()].set_index("k")["mean"]
@@ -402,10 +423,17 @@ def crossover_table(curves: pd.DataFrame) -> Table:
             mine = c[c["regime"] == regime].set_index("k")["mean"]
             ks = sorted(set(mine.index) & set(few.index))
             first = next((k for k in ks if mine[k] > few[k]), None)
-            label = str(first) if first is not None else f"never in range ({min(ks)}–{max(ks)})" if ks else "no shared k"
-            rows.append([(task, False), (regime, False), (label, False)])
+            points[(task, regime)] = (str(first) if first is not None else
+                                      f"never in range ({min(ks)}–{max(ks)})" if ks else "no shared k")
+    return points
+
+
+def crossover_table(curves: pd.DataFrame) -> Table:
+    """Smallest k at which each fine-tuning regime's mean accuracy exceeds few-shot's at the same k."""
+    rows = [[(task, False), (regime, False), (label, False)] for (task, regime), label in crossover_points(curves).items()]
     return Table("Where fine-tuning overtakes few-shot", ["task", "regime", "smallest k that beats few-shot"], rows,
-                 ["Compared at equal k (examples per class), on mean accuracy over seeds."], key="crossover")
+                 ["Compared at equal k (examples per class), on mean accuracy over the seeds each curve has at every "
+                  "one of its k."], key="crossover")
 
 
 def cost_table(cells: pd.DataFrame, k: int) -> Table:

@@ -1,0 +1,83 @@
+"""Seed-aware statistics and the verdict, on tiny cases computed by brute force and on synthetic result files."""
+
+import itertools
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.leaderboard.collect import collect
+from harness.leaderboard.stats import hierarchical_bootstrap, percentile_interval, seed_level_p_value
+from harness.leaderboard.verdict import compare, verdict_lines
+from test_leaderboard import GOLD, write_cell
+
+
+def test_hierarchical_bootstrap_matches_the_enumerated_distribution():
+    scores = np.array([[1.0, 0.0], [1.0, 1.0]])  # 2 seeds x 2 examples
+    exact = []
+    for seeds in itertools.product(range(2), repeat=2):  # seeds with replacement
+        for examples in itertools.product(itertools.product(range(2), repeat=2), repeat=2):  # examples within each
+            exact.append(np.mean([scores[s, list(e)].mean() for s, e in zip(seeds, examples)]))
+    exact = np.array(exact)  # 64 equally likely resamples
+    drawn = hierarchical_bootstrap(scores, resamples=40000, seed=1)[:, 0]
+    assert drawn.mean() == pytest.approx(exact.mean(), abs=0.005)
+    assert drawn.var() == pytest.approx(exact.var(), abs=0.003)
+    for value in np.unique(exact):
+        assert np.mean(drawn == value) == pytest.approx(np.mean(exact == value), abs=0.01)
+    assert percentile_interval(drawn) == (np.percentile(exact, 2.5, method="inverted_cdf"),
+                                          np.percentile(exact, 97.5, method="inverted_cdf"))
+
+
+def test_regimes_are_resampled_with_the_same_draws():
+    a = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    both = hierarchical_bootstrap(np.stack([a, a]), resamples=500)
+    assert np.array_equal(both[:, 0], both[:, 1])  # a difference of identical regimes is exactly 0
+
+
+def test_seed_level_test_enumerates_sign_flips_of_seed_differences():
+    assert seed_level_p_value([0.8, 0.7, 0.9, 0.75, 0.85], [0.6, 0.6, 0.6, 0.6, 0.6]) == pytest.approx(2 / 32)
+    assert seed_level_p_value([0.7, 0.5], [0.6, 0.6]) == pytest.approx(1.0)
+
+
+WRONG1 = [1 - g if i == 0 else g for i, g in enumerate(GOLD)]  # 90 %
+WRONG3 = [1 - g if i < 3 else g for i, g in enumerate(GOLD)]  # 70 %
+WRONG5 = [1 - g if i < 5 else g for i, g in enumerate(GOLD)]  # 50 %
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    write_cell(root, "t1", "a", "zero-shot", 0, None, WRONG5)
+    for seed in (13, 21, 42):
+        write_cell(root, "t1", "a", "head", 4, seed, GOLD if seed != 42 else WRONG1)
+        write_cell(root, "t1", "a", "full", 4, seed, WRONG1 if seed != 21 else GOLD)
+        write_cell(root, "t1", "a", "few-shot", 4, seed, WRONG5)
+    return root
+
+
+def test_compare_marks_ties_by_the_interval_and_gives_the_probability_of_being_best(runs):
+    cells = collect([runs]).cells
+    c = compare(cells, "t1", 4)
+    assert c.best == "head" and c.seeds == [13, 21, 42] and c.examples == 10
+    assert c.accuracy["head"][0] == pytest.approx(29 / 30)
+    assert c.tied("full") and not c.tied("few-shot") and not c.tied("zero-shot")  # zero-shot repeats its one run
+    assert c.difference["few-shot"][2] < 0
+    assert sum(c.probability_best.values()) == pytest.approx(1.0) and c.probability_best["head"] > 0.5
+
+
+def test_a_regime_on_other_seeds_is_left_out_and_said(runs):
+    write_cell(runs, "t1", "a", "lora", 4, 99, GOLD)
+    c = compare(collect([runs]).cells, "t1", 4)
+    assert "lora" not in c.regimes and "lora" in c.left_out
+
+
+def test_verdict_sentences_and_cli(runs):
+    cells = collect([runs]).cells
+    (line,) = verdict_lines(cells, [4])
+    assert line.startswith("**t1, k = 4** (3 seeds, 10 test examples): use **head**, 96.7 %")
+    assert "runner-up, full, by +3.3 points" in line and "not a clear win" in line
+    result = CliRunner().invoke(cli, ["verdict", str(runs), "--budget", "4"])
+    assert result.exit_code == 0 and "use head" in result.output
+    cheap = CliRunner().invoke(cli, ["verdict", str(runs), "--budget", "4", "--max-cost", "50"])
+    assert cheap.exit_code == 0 and "No task has two regimes" in cheap.output  # every regime costs 100 + 1000 x 10
