@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from harness.scoring import ScoreRequest, ScoreStats, score_naive, score_requests, tokenize_requests
 
@@ -84,3 +85,20 @@ def test_packs_are_bounded_by_their_attention_size(model, tokenizer, monkeypatch
     fast = score_requests(model, tokenizer, requests, 16, 256)
     assert len(packed) > 1 and all(elements <= 60 * 60 or n == 1 for n, elements in packed)
     assert _max_gap(fast, score_naive(model, tokenizer, requests, 256)) < 1e-4
+
+
+def test_a_bf16_model_scores_its_answers_with_an_fp32_output_layer(tokenizer):
+    """Under bf16 the answer log-likelihoods come from the bf16 hidden states through the output layer in fp32."""
+    from harness.scoring import ScoreRequest, score_requests
+    from tiny import tiny_model
+
+    model = tiny_model(len(tokenizer), seed=3).to(torch.bfloat16)
+    request = ScoreRequest("", "the movie was", (" great", " terrible"))
+    (result,) = score_requests(model, tokenizer, [request], 8, 256)
+    ids = tokenizer("the movie was great", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        hidden = model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0, -2]
+        logp = torch.log_softmax(hidden.float() @ model.lm_head.weight.float().T, -1)
+        bf16 = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, -2], -1)  # the old way, in bf16
+    assert result.logliks[0] == pytest.approx(logp[ids[-1]].item(), abs=1e-5)  # bf16 logits: 2e-4 off here
+    assert bf16.dtype == torch.bfloat16
