@@ -47,7 +47,7 @@ def build(run_dirs: Sequence[str | Path], out: Path, headline_k: int = 16, group
     intro = notes.read_text(encoding="utf-8") if notes else ""
     footer = provenance(cells, run_dirs)
     verdict = _verdict(cells, headline_k)
-    intro = (intro.strip() + "\n\n" if intro else "") + verdict
+    intro = verdict + ("\n" + intro.strip() if intro else "")
     readme = ["# Leaderboard", "", intro.strip(), ""]
     for suffix, model_tables, model_images in sections:
         for table in model_tables:
