@@ -40,38 +40,40 @@ def learning_curve_plots(curves: pd.DataFrame, out: Path) -> list[Path]:
 
 def cost_scatter(cells: pd.DataFrame, k: int, out: Path) -> Path | None:
     """Accuracy against the compute to train once and answer 1000 test examples (log scale)."""
-    at_k = cells[(cells["k"] == k) | ~cells["seeded"]]
-    if at_k.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for regime, g in sorted(at_k.groupby("regime"), key=lambda kv: regime_order(kv[0])):
-        compute = g["cost_train_flops"] + 1000 * g["cost_inference_flops_per_example"]
-        ax.scatter(compute, 100 * g["metric_accuracy"], label=regime, alpha=0.7)
-    ax.set_xscale("log")
-    ax.set_xlabel("FLOPs: training + 1000 test examples")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Accuracy vs cost (k = {k}, one point per cell)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, out / "accuracy_vs_cost")
+    at_k = cells[(cells["k"] == k) | ~cells["seeded"]].assign(
+        compute=lambda c: c["cost_train_flops"] + 1000 * c["cost_inference_flops_per_example"],
+        accuracy=lambda c: 100 * c["metric_accuracy"])
+    return _scatter(at_k, "compute", "accuracy", "FLOPs: training + 1000 test examples", "accuracy (%)",
+                    f"Accuracy vs cost (k = {k}, one point per cell)", out / "accuracy_vs_cost", log_x=True)
 
 
 def forgetting_scatter(rows: pd.DataFrame, k: int, out: Path) -> Path | None:
     """Per regime, each cell's held-out NLL change (forgetting) against its accuracy gain over zero-shot."""
-    rows = rows.dropna(subset=["gain"])
+    rows = rows.dropna(subset=["gain"]).assign(points=lambda r: 100 * r["gain"])
+    return _scatter(rows, "nll_change", "points", "held-out NLL change (nats/token; > 0: forgetting)",
+                    "accuracy gain over zero-shot (points)", f"Forgetting vs gain (k = {k}, one point per cell)",
+                    out / "forgetting_vs_gain", axes_at_zero=True)
+
+
+def _scatter(rows: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title: str, stem: Path,
+             log_x: bool = False, axes_at_zero: bool = False) -> Path | None:
+    """One colour per regime (table order), one point per row."""
     if rows.empty:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for regime, g in sorted(rows.groupby("regime"), key=lambda kv: regime_order(kv[0])):
-        ax.scatter(g["nll_change"], 100 * g["gain"], label=regime, alpha=0.7)
-    ax.axvline(0, color="#888", linewidth=0.8)
-    ax.axhline(0, color="#888", linewidth=0.8)
-    ax.set_xlabel("held-out NLL change (nats/token; > 0: forgetting)")
-    ax.set_ylabel("accuracy gain over zero-shot (points)")
-    ax.set_title(f"Forgetting vs gain (k = {k}, one point per cell)")
+        ax.scatter(g[x], g[y], label=regime, alpha=0.7)
+    if log_x:
+        ax.set_xscale("log")
+    if axes_at_zero:
+        ax.axvline(0, color="#888", linewidth=0.8)
+        ax.axhline(0, color="#888", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, out / "forgetting_vs_gain")
+    return _save(fig, stem)
 
 
 def _save(fig: plt.Figure, stem: Path) -> Path:
