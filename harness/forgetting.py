@@ -99,7 +99,7 @@ class ForgettingProbes:
 def forgetting_probes(task_names: Sequence[str], limit: int | None, data_dir: str | None,
                       text_task: str = TEXT_TASK) -> ForgettingProbes:
     """The run's held-out text and watched tasks; an unknown task or missing data is one line, before compute."""
-    if len(set(task_names)) < 1:
+    if not task_names:
         raise HarnessError("--forgetting names no task")
     text = load_task(text_task)
     bodies = []

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from harness.cells import draw_for, failed_result, run_cell, with_provenance
 from harness.errors import CellFailed, HarnessError
+from harness.forgetting import TEXT_TASK, forgetting_probes
 from harness.prompts import select_templates
 from harness.regimes import get_regime, regime_names, seeded
 from harness.regimes.options import as_json, hashed
@@ -19,7 +20,6 @@ from harness.regimes.protocol import Device, Regime, Shared
 from harness.results import (cell_lock, check_writable, config_hash, model_slug, read_result, write_cell,
                              write_result)
 from harness.sampling import select_test_subset
-from harness.forgetting import TEXT_TASK, forgetting_probes
 from harness.shift import ShiftSet, shift_view
 from harness.tasks import load_examples, load_task
 from harness.types import ALL_K, Cell, CellResult, Example, Prediction, TaskSpec, Template
