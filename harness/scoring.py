@@ -22,6 +22,10 @@ from harness.errors import HarnessError
 # A packed row's mask (and each head's attention scores) has packed x (prefix + packed) entries: 2**24 keeps a
 # pack's mask at 64 MiB in fp32, where 16 unshared 8k-token prompts in one row would ask for 17 GB.
 PACK_ATTENTION_ELEMENTS = 2**24
+# A packed row's attention runs with a dense additive mask (no fused causal kernel): measured on 2 CPU cores with
+# SmolLM2 (200 sst2 prompts, batch 16), padded rows took 0.86-0.92x the packed time where FLOPs alone favour
+# packing slightly; this factor on the packed attention term makes the work model agree (bench/RESULTS.md).
+PACKED_ATTENTION_COST = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +78,16 @@ def score_requests(
     for unit in units:
         groups.setdefault(unit.prefix, []).append(unit)
     bar = tqdm(total=len(units), desc="scoring", unit="prompt", disable=not progress, leave=False)
+    attention = _attention_weight(model)
     with torch.inference_mode():
         for prefix, members in groups.items():
             prefix_cache = _encode_prefix(model, prefix, stats)
-            members.sort(key=lambda u: len(u.context), reverse=True)
-            for batch in _packs(members, len(prefix), batch_size):
-                _score_pack(model, len(prefix), prefix_cache, batch, stats)
+            members.sort(key=lambda u: (all(len(c) == 1 for c in u.continuations), len(u.context)), reverse=True)
+            for batch in _packs(members, len(prefix), batch_size):  # one-token answers batched apart: padding suits them
+                if _padded_is_cheaper(model, len(prefix), batch, attention):
+                    _score_padded(model, batch, stats)
+                else:
+                    _score_pack(model, len(prefix), prefix_cache, batch, stats)
                 bar.update(len(batch))
     bar.close()
     return _collect(requests, units)
@@ -87,13 +95,15 @@ def score_requests(
 
 def _packs(units: list[_Unit], prefix_len: int, batch_size: int) -> Iterator[list[_Unit]]:
     """Consecutive units, at most batch_size per pack and at most PACK_ATTENTION_ELEMENTS in its attention
-    mask (packed tokens x (prefix + packed tokens)); a unit too long for that goes alone."""
+    mask (packed tokens x (prefix + packed tokens)); a unit too long for that goes alone. Units whose answers are
+    all one token never share a pack with others."""
     batch: list[_Unit] = []
     packed = 0
     for unit in units:
         size = len(unit.context) + sum(len(c) - 1 for c in unit.continuations)
         grown = packed + size
-        if batch and (len(batch) == batch_size or grown * (prefix_len + grown) > PACK_ATTENTION_ELEMENTS):
+        kind_changes = batch and _one_token(batch[-1]) != _one_token(unit)
+        if batch and (len(batch) == batch_size or kind_changes or grown * (prefix_len + grown) > PACK_ATTENTION_ELEMENTS):
             yield batch
             batch, grown = [], size
         batch.append(unit)
@@ -197,6 +207,56 @@ def _encode_prefix(model: Any, prefix: tuple[int, ...], stats: ScoreStats) -> An
     return _returned_cache(out)
 
 
+def _one_token(unit: _Unit) -> bool:
+    return all(len(c) == 1 for c in unit.continuations)
+
+
+def _attention_weight(model: Any) -> float:
+    """The work of one (query, key) pair of attention relative to one token through the weights:
+    4 · hidden · layers FLOPs against 2 · N."""
+    from harness.backbone import block_parameters
+
+    config = model.config
+    hidden, layers = getattr(config, "hidden_size", 0), getattr(config, "num_hidden_layers", 0)
+    return 2 * hidden * layers / max(1, block_parameters(model))
+
+
+def _padded_is_cheaper(model: Any, prefix_len: int, batch: list[_Unit], attention: float) -> bool:
+    """Whether one right-padded row per prompt costs less than one packed row, by the work each does.
+
+    Packing runs no padding but every packed token attends over the whole row (masked afterwards, through a
+    dense mask): T tokens cost T · (1 + c · a · (P + T / 2)). Padded rows run B · W tokens, each attending within
+    its own row only, causal: B · W · (1 + a · W / 2) (a: attention_weight, c: PACKED_ATTENTION_COST). Padding is used for prompts without a shared prefix whose
+    answers are one token each (read off the prompt's last position), on a model whose output layer is known."""
+    from harness.backbone import FAMILIES, family_of
+
+    if prefix_len or family_of(model) not in FAMILIES or not all(_one_token(u) for u in batch):
+        return False
+    width = max(len(u.context) for u in batch)
+    if len(batch) * width * width > PACK_ATTENTION_ELEMENTS:
+        return False
+    total = sum(len(u.context) for u in batch)
+    packed = total * (1 + PACKED_ATTENTION_COST * attention * total / 2)
+    return len(batch) * width * (1 + attention * width / 2) < packed
+
+
+def _score_padded(model: Any, batch: list[_Unit], stats: ScoreStats) -> None:
+    """One row per prompt, right-padded (a causal model never looks at the padding after a token, so no mask is
+    needed), each one-token answer read off its prompt's last position through the output layer alone."""
+    device = model.device
+    width = max(len(u.context) for u in batch)
+    ids = torch.tensor([u.context + [u.context[-1]] * (width - len(u.context)) for u in batch], device=device)
+    decoder = model.get_decoder()
+    hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state
+    last = torch.tensor([len(u.context) - 1 for u in batch], device=device)
+    logp = torch.log_softmax(_output_logits(model, hidden[torch.arange(len(batch), device=device), last]), dim=-1)
+    stats.tokens += sum(len(u.context) for u in batch)
+    stats.forwards += 1
+    for row, unit in enumerate(batch):
+        for choice, cont in zip(unit.choices, unit.continuations):
+            unit.scores[choice] = float(logp[row, cont[0]])
+
+
 def _score_pack(model: Any, prefix_len: int, prefix_cache: Any, batch: list[_Unit], stats: ScoreStats) -> None:
     """One forward over the batch packed into a single row after the shared prefix.
 
@@ -236,7 +296,7 @@ def _score_pack(model: Any, prefix_len: int, prefix_cache: Any, batch: list[_Uni
     if _fp32_head(model):
         decoder = model.get_decoder()
         hidden = decoder(**inputs, **_cache_kwargs(decoder, prefix_cache)).last_hidden_state
-        logits = _head_in_fp32(model, hidden[0, keep])
+        logits = _output_logits(model, hidden[0, keep])
     else:
         out = model(**inputs, **_cache_kwargs(model, prefix_cache), logits_to_keep=torch.tensor(keep, device=device))
         logits = out.logits[0].float()
@@ -261,10 +321,13 @@ def _fp32_head(model: Any) -> bool:
     return model.dtype in (torch.bfloat16, torch.float16) and family_of(model) in FAMILIES
 
 
-def _head_in_fp32(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+def _output_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """fp32 logits of chosen hidden states through the output layer (in fp32 when the model is 16-bit)."""
     head = model.get_output_embeddings()
-    bias = head.bias.float() if getattr(head, "bias", None) is not None else None
-    logits = torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+    weight, bias = head.weight, getattr(head, "bias", None)
+    if _fp32_head(model):
+        hidden, weight, bias = hidden.float(), weight.float(), bias.float() if bias is not None else None
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 

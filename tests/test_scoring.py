@@ -81,6 +81,7 @@ def test_packs_are_bounded_by_their_attention_size(model, tokenizer, monkeypatch
         return original(model_, prefix_len, cache, batch, stats)
 
     monkeypatch.setattr(scoring, "_score_pack", spy)
+    monkeypatch.setattr(scoring, "_padded_is_cheaper", lambda *args: False)  # packing is what this test bounds
     monkeypatch.setattr(scoring, "PACK_ATTENTION_ELEMENTS", 60 * 60)
     fast = score_requests(model, tokenizer, requests, 16, 256)
     assert len(packed) > 1 and all(elements <= 60 * 60 or n == 1 for n, elements in packed)
@@ -102,3 +103,18 @@ def test_a_bf16_model_scores_its_answers_with_an_fp32_output_layer(tokenizer):
         bf16 = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, -2], -1)  # the old way, in bf16
     assert result.logliks[0] == pytest.approx(logp[ids[-1]].item(), abs=1e-5)  # bf16 logits: 2e-4 off here
     assert bf16.dtype == torch.bfloat16
+
+
+def test_padded_rows_match_naive_scoring_where_they_are_chosen(model, tokenizer, monkeypatch):
+    """Zero-shot prompts with one-token answers may go as right-padded rows instead of one packed row."""
+    import harness.scoring as scoring
+
+    padded, packed = [], []
+    real_padded, real_pack = scoring._score_padded, scoring._score_pack
+    monkeypatch.setattr(scoring, "_attention_weight", lambda model_: 10.0)  # attention dominates: padding wins
+    monkeypatch.setattr(scoring, "_score_padded", lambda m, b, s: (padded.append(len(b)), real_padded(m, b, s)))
+    monkeypatch.setattr(scoring, "_score_pack", lambda m, p, c, b, s: (packed.append(len(b)), real_pack(m, p, c, b, s)))
+    requests = [*REQUESTS, ScoreRequest("", "the plot was very bad and the film was not good . it was", (" great", " bad"))]
+    fast = score_requests(model, tokenizer, requests, 16, 256)
+    assert padded and packed  # one-token zero-shot answers padded; prefixes and longer answers packed
+    assert _max_gap(fast, score_naive(model, tokenizer, requests, 256)) < 1e-4
