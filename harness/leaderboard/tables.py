@@ -383,7 +383,8 @@ def forgetting_table(cells: pd.DataFrame, k: int) -> Table:
         "Held-out NLL: change in negative log-likelihood per token (nats) of the model as deployed on held-out "
         f"article bodies (reference {measured['nll_before'].iloc[0]:.3f} nats/token); cells whose 95 % paired "
         "bootstrap CI over sequences excludes 0. Zero-shot: change in the untouched model's zero-shot accuracy on "
-        f"the watched tasks ({', '.join(sorted(set(measured['watched_tasks'])))}; points, mean over tasks); "
+        f"the watched tasks ({', '.join(sorted({t for ts in measured['watched_tasks'] for t in ts.split(', ') if t}))}; "
+        "points, mean over a cell's tasks, each cell leaving its own task out); "
         "drops whose 95 % paired bootstrap CI over examples lies below 0, out of the (cell, task) pairs."]
     return Table(f"Forgetting vs gain (k = {k})", ["task", "regime", "accuracy %", "gain", "held-out NLL Δ",
                                                    "NLL CI ≠ 0", "zero-shot Δ", "significant drops"],
