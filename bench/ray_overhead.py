@@ -47,11 +47,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--regimes", default="head,full")
     parser.add_argument("--repeats", type=int, default=2, help="local/ray pairs, interleaved")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1,
+                        help="CPUs for both executors: local torch threads, and the one Ray worker's request")
     args = parser.parse_args()
     import ray
     import torch
 
-    cores = os.cpu_count() or 1
+    cores = args.cores
+    torch.set_num_threads(cores)
     rows, pairs = [], []
     for repeat in range(args.repeats):
         for executor in ("local", "ray"):
