@@ -82,8 +82,8 @@ def score_requests(
     with torch.inference_mode():
         for prefix, members in groups.items():
             prefix_cache = _encode_prefix(model, prefix, stats)
-            members.sort(key=lambda u: (all(len(c) == 1 for c in u.continuations), len(u.context)), reverse=True)
-            for batch in _packs(members, len(prefix), batch_size):  # one-token answers batched apart: padding suits them
+            members.sort(key=lambda u: (_fits_a_row(u), len(u.context)), reverse=True)
+            for batch in _packs(members, len(prefix), batch_size):  # units that fit a padded row batched apart
                 if _padded_is_cheaper(model, len(prefix), batch, attention):
                     _score_padded(model, batch, stats)
                 else:
@@ -95,14 +95,14 @@ def score_requests(
 
 def _packs(units: list[_Unit], prefix_len: int, batch_size: int) -> Iterator[list[_Unit]]:
     """Consecutive units, at most batch_size per pack and at most PACK_ATTENTION_ELEMENTS in its attention
-    mask (packed tokens x (prefix + packed tokens)); a unit too long for that goes alone. Units whose answers are
-    all one token never share a pack with others."""
+    mask (packed tokens x (prefix + packed tokens)); a unit too long for that goes alone. Units that fit one padded
+    row (_fits_a_row) never share a pack with others."""
     batch: list[_Unit] = []
     packed = 0
     for unit in units:
         size = len(unit.context) + sum(len(c) - 1 for c in unit.continuations)
         grown = packed + size
-        kind_changes = batch and _one_token(batch[-1]) != _one_token(unit)
+        kind_changes = batch and _fits_a_row(batch[-1]) != _fits_a_row(unit)
         if batch and (len(batch) == batch_size or kind_changes or grown * (prefix_len + grown) > PACK_ATTENTION_ELEMENTS):
             yield batch
             batch, grown = [], size
@@ -207,8 +207,14 @@ def _encode_prefix(model: Any, prefix: tuple[int, ...], stats: ScoreStats) -> An
     return _returned_cache(out)
 
 
-def _one_token(unit: _Unit) -> bool:
-    return all(len(c) == 1 for c in unit.continuations)
+def _fits_a_row(unit: _Unit) -> bool:
+    """Whether a unit fits one padded row: its answers are one token each, or it has one answer (a row then
+    holds the context and that answer but its last token)."""
+    return all(len(c) == 1 for c in unit.continuations) or len(unit.continuations) == 1
+
+
+def _row(unit: _Unit) -> list[int]:
+    return unit.context + (unit.continuations[0][:-1] if len(unit.continuations) == 1 else [])
 
 
 def _attention_weight(model: Any) -> float:
@@ -226,35 +232,45 @@ def _padded_is_cheaper(model: Any, prefix_len: int, batch: list[_Unit], attentio
 
     Packing runs no padding but every packed token attends over the whole row (masked afterwards, through a
     dense mask): T tokens cost T · (1 + c · a · (P + T / 2)). Padded rows run B · W tokens, each attending within
-    its own row only, causal: B · W · (1 + a · W / 2) (a: attention_weight, c: PACKED_ATTENTION_COST). Padding is used for prompts without a shared prefix whose
-    answers are one token each (read off the prompt's last position), on a model whose output layer is known."""
+    its own row only, causal: B · W · (1 + a · W / 2) (a: attention_weight, c: PACKED_ATTENTION_COST). Padding
+    is used for prompts without a shared prefix whose answers are one token each, or that have one answer (a
+    held-out text's body), on a model whose output layer is known."""
     from harness.backbone import FAMILIES, family_of
 
-    if prefix_len or family_of(model) not in FAMILIES or not all(_one_token(u) for u in batch):
+    if prefix_len or family_of(model) not in FAMILIES or not all(_fits_a_row(u) for u in batch):
         return False
-    width = max(len(u.context) for u in batch)
+    width = max(len(_row(u)) for u in batch)
     if len(batch) * width * width > PACK_ATTENTION_ELEMENTS:
         return False
-    total = sum(len(u.context) for u in batch)
+    total = sum(len(_row(u)) for u in batch)
     packed = total * (1 + PACKED_ATTENTION_COST * attention * total / 2)
     return len(batch) * width * (1 + attention * width / 2) < packed
 
 
 def _score_padded(model: Any, batch: list[_Unit], stats: ScoreStats) -> None:
     """One row per prompt, right-padded (a causal model never looks at the padding after a token, so no mask is
-    needed), each one-token answer read off its prompt's last position through the output layer alone."""
+    needed): one-token answers read off the prompt's last position, a single longer answer off its own positions,
+    through the output layer at those positions alone."""
     device = model.device
-    width = max(len(u.context) for u in batch)
-    ids = torch.tensor([u.context + [u.context[-1]] * (width - len(u.context)) for u in batch], device=device)
+    rows = [_row(u) for u in batch]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [r[-1]] * (width - len(r)) for r in rows], device=device)
+    reads = []  # (unit, choice, row, position, target)
+    for i, unit in enumerate(batch):
+        last = len(unit.context) - 1
+        for choice, cont in zip(unit.choices, unit.continuations):
+            unit.scores[choice] = 0.0
+            reads += [(unit, choice, i, last + t, target) for t, target in enumerate(cont)]
     decoder = model.get_decoder()
     hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state
-    last = torch.tensor([len(u.context) - 1 for u in batch], device=device)
-    logp = torch.log_softmax(_output_logits(model, hidden[torch.arange(len(batch), device=device), last]), dim=-1)
-    stats.tokens += sum(len(u.context) for u in batch)
+    at_rows = torch.tensor([r[2] for r in reads], device=device)
+    at_positions = torch.tensor([r[3] for r in reads], device=device)
+    logp = torch.log_softmax(_output_logits(model, hidden[at_rows, at_positions]), dim=-1)
+    values = logp[torch.arange(len(reads), device=device), torch.tensor([r[4] for r in reads], device=device)]
+    stats.tokens += sum(len(r) for r in rows)
     stats.forwards += 1
-    for row, unit in enumerate(batch):
-        for choice, cont in zip(unit.choices, unit.continuations):
-            unit.scores[choice] = float(logp[row, cont[0]])
+    for (unit, choice, _, _, _), value in zip(reads, values.tolist()):
+        unit.scores[choice] += value
 
 
 def _score_pack(model: Any, prefix_len: int, prefix_cache: Any, batch: list[_Unit], stats: ScoreStats) -> None:

@@ -114,7 +114,8 @@ def test_padded_rows_match_naive_scoring_where_they_are_chosen(model, tokenizer,
     monkeypatch.setattr(scoring, "_attention_weight", lambda model_: 10.0)  # attention dominates: padding wins
     monkeypatch.setattr(scoring, "_score_padded", lambda m, b, s: (padded.append(len(b)), real_padded(m, b, s)))
     monkeypatch.setattr(scoring, "_score_pack", lambda m, p, c, b, s: (packed.append(len(b)), real_pack(m, p, c, b, s)))
-    requests = [*REQUESTS, ScoreRequest("", "the plot was very bad and the film was not good . it was", (" great", " bad"))]
+    requests = [*REQUESTS, ScoreRequest("", "the plot was very bad and the film was not good . it was", (" great", " bad")),
+                ScoreRequest("", "the plot", (" was very bad and the film was not good .",))]  # one long answer (NLL)
     fast = score_requests(model, tokenizer, requests, 16, 256)
     assert padded and packed  # one-token zero-shot answers padded; prefixes and longer answers packed
     assert _max_gap(fast, score_naive(model, tokenizer, requests, 256)) < 1e-4
