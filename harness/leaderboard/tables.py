@@ -339,7 +339,8 @@ def shift_table(cells: pd.DataFrame, k: int) -> Table:
     notes.insert(0, f"k = {k}; mean ± std over cells (seeds × templates). Out-of-domain: the cell trained (or "
                     "prompted, with the same demos) on the source task, scored on the target's test split read through "
                     "the target task file's domain_shift maps. Drop = in-domain − out-of-domain (points). Target-trained: "
-                    "the same regime's own cells on the target task at the same k (— when the run has none).")
+                    "the same regime's own cells on the target task at the same k, over the target's whole test subset and all "
+                    "its classes (— when the run has none).")
     return Table(f"Domain shift (k = {k})", ["source → target", "regime", "in-domain %", "out-of-domain %", "drop",
                                              "target-trained %", "cells"], rows, notes, key="shift")
 

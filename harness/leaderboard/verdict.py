@@ -60,7 +60,7 @@ def compare(cells: pd.DataFrame, task: str, k: int, seed: int = 0) -> Comparison
     left_out, columns = {}, {}
     for regime, g in rows.groupby("regime"):
         if g["seeded"].all() and not common <= sets[regime]:
-            left_out[regime] = f"seeds {sorted(sets[regime])}, not {sorted(common)}"
+            left_out[regime] = f"seeds {sorted(int(s) for s in sets[regime])}, not {sorted(int(s) for s in common)}"
             continue
         by_seed = {s: correctness(p) for s, p in zip(g["seed"], g["predictions"])}
         columns[regime] = [by_seed[s] if g["seeded"].all() else next(iter(by_seed.values())) for s in sorted(common)]
