@@ -146,7 +146,8 @@ def main() -> None:
                              "harness_cpu": h_cpu, "lmeval_cpu": l_cpu, "max_abs_loglik_diff": worst,
                              "same_predictions": same, "examples": args.limit})
                 print(json.dumps(rows[-1]), flush=True)
-    lines = [MARK, "",
+    heading = f"{MARK}, demos per class {args.shots}, {args.limit} examples"  # one section per such run
+    lines = [heading, "",
              f"`python bench/vs_lmeval.py --lm-eval ... --limit {args.limit} --shots {args.shots} --repeats "
              f"{args.repeats}`: mr test (first {args.limit} rows), embedded SmolLM2 (converted folder) in fp32 on the CPU, "
              "batch 16, one torch thread per process, each tool's whole command timed, pairs interleaved.", "",
@@ -156,7 +157,7 @@ def main() -> None:
         lines.append(f"| {r['k']} | {r['repeat'] + 1} | {r['harness_wall']:.1f} | {r['lmeval_wall']:.1f} | "
                      f"{r['harness_wall'] / r['lmeval_wall']:.3f} | {r['harness_cpu'] / r['lmeval_cpu']:.3f} | "
                      f"{r['max_abs_loglik_diff']:.1e} | {r['same_predictions']} |")
-    write_section(MARK, lines)
+    write_section(heading, lines)
 
 
 if __name__ == "__main__":
