@@ -51,17 +51,18 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    scored = [*test, *(e for s in shifts for e in s.examples)]  # the task's own test examples, then the targets'
     started = time.perf_counter()
     try:
-        run = regime.run(lm, shared, template, fit_data(draw, [*test, *(e for s in shifts for e in s.examples)], task),
-                         settings, cell.seed if cell.seed is not None else 0, progress)
+        run = regime.run(lm, shared, template, fit_data(draw, scored, task), settings,
+                         cell.seed if cell.seed is not None else 0, progress)
     except (RuntimeError, MemoryError) as exc:
         if isinstance(exc, MemoryError) or "out of memory" in str(exc) or "can't allocate memory" in str(exc):
             raise HarnessError(f"cell {cell.stem} ran out of memory: try a smaller --batch-size (full: or "
                                f"--grad-accum with a smaller batch); finished cells are kept") from exc
         raise
     wall = time.perf_counter() - started
-    gold = {e.id: e.label for e in [*test, *(e for s in shifts for e in s.examples)]}
+    gold = {e.id: e.label for e in scored}
     predictions, by_target = split_predictions([replace(p, gold=gold[p.id]) for p in run.predictions])
     cost = replace(
         run.cost,
