@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from harness.cpu_linear import onednn_linears
 from harness.errors import HarnessError
 
 # A packed row's mask (and each head's attention scores) has packed x (prefix + packed) entries: 2**24 keeps a
@@ -79,7 +80,7 @@ def score_requests(
         groups.setdefault(unit.prefix, []).append(unit)
     bar = tqdm(total=len(units), desc="scoring", unit="prompt", disable=not progress, leave=False)
     attention = _attention_weight(model)
-    with torch.inference_mode():
+    with torch.inference_mode(), onednn_linears(model):
         for prefix, members in groups.items():
             prefix_cache = _encode_prefix(model, prefix, stats)
             members.sort(key=lambda u: (_fits_a_row(u), len(u.context)), reverse=True)

@@ -119,3 +119,39 @@ def test_padded_rows_match_naive_scoring_where_they_are_chosen(model, tokenizer,
     fast = score_requests(model, tokenizer, requests, 16, 256)
     assert padded and packed  # one-token zero-shot answers padded; prefixes and longer answers packed
     assert _max_gap(fast, score_naive(model, tokenizer, requests, 256)) < 1e-4
+
+
+def test_onednn_linears_agree_with_torch_and_are_undone(model, tokenizer, monkeypatch):
+    from harness import cpu_linear
+
+    if not cpu_linear.onednn_usable():
+        pytest.skip("this torch has no usable oneDNN linear op")
+    ids = torch.tensor([[3, 5, 7, 9, 11], [4, 6, 8, 10, 12]])
+    with torch.inference_mode():
+        plain = model(input_ids=ids).logits
+        calls = []
+        original = torch.ops.mkldnn._linear_pointwise
+        monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(1) or original(*a))
+        with cpu_linear.onednn_linears(model):
+            routed = model(input_ids=ids).logits
+    assert calls, "the linear layers did not go through oneDNN"
+    assert (routed - plain).abs().max() < 1e-4
+    assert not any("forward" in vars(m) for m in model.modules())  # the layers are as they were
+    monkeypatch.undo()
+    with cpu_linear.onednn_linears(model):  # gradients: the plain path, which autograd can differentiate
+        model(input_ids=ids).logits.sum().backward()
+    assert all(p.grad is not None for p in model.lm_head.parameters())
+    model.zero_grad(set_to_none=True)
+
+
+def test_onednn_linears_can_be_turned_off(model, monkeypatch):
+    from harness import cpu_linear
+
+    monkeypatch.setenv("HARNESS_CPU_LINEAR", "torch")
+    cpu_linear.onednn_usable.cache_clear()
+    try:
+        with cpu_linear.onednn_linears(model):
+            assert not any("forward" in vars(m) for m in model.modules())
+    finally:
+        monkeypatch.undo()
+        cpu_linear.onednn_usable.cache_clear()

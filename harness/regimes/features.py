@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.backbone import anatomy
+from harness.cpu_linear import onednn_linears
 from harness.regimes.training import pool
 
 
@@ -52,19 +53,21 @@ class FeatureStore:
         layers = len(parts.blocks)
         pad = self.tokenizer.pad_token_id
         device = self.model.device
-        for start in tqdm(range(0, len(order), batch_size), desc="features", disable=not progress, leave=False):
-            rows = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in rows)
-            ids = torch.tensor([encoded[i] + [pad] * (width - len(encoded[i])) for i in rows], device=device)
-            mask = torch.tensor([[1] * len(encoded[i]) + [0] * (width - len(encoded[i])) for i in rows], device=device)
-            out = parts.decoder(input_ids=ids, attention_mask=mask, output_hidden_states=top > 0, use_cache=False)
-            hidden = out.last_hidden_state.float()
-            self.tokens_run += int(mask.sum())
-            for pooling in ("last", "mean"):
-                pooled = pool(hidden, mask, pooling).cpu()
-                for j, i in enumerate(rows):
-                    self._pooled[(texts[i], max_tokens, pooling)] = pooled[j]
-            if top > 0:
-                entering = out.hidden_states[layers - top]  # hidden_states[i] enters block i
-                for j, i in enumerate(rows):
-                    self._entering[(texts[i], max_tokens, top)] = entering[j, : len(encoded[i])].cpu()
+        with onednn_linears(self.model):
+            for start in tqdm(range(0, len(order), batch_size), desc="features", disable=not progress, leave=False):
+                rows = order[start : start + batch_size]
+                width = max(len(encoded[i]) for i in rows)
+                ids = torch.tensor([encoded[i] + [pad] * (width - len(encoded[i])) for i in rows], device=device)
+                mask = torch.tensor([[1] * len(encoded[i]) + [0] * (width - len(encoded[i])) for i in rows],
+                                    device=device)
+                out = parts.decoder(input_ids=ids, attention_mask=mask, output_hidden_states=top > 0, use_cache=False)
+                hidden = out.last_hidden_state.float()
+                self.tokens_run += int(mask.sum())
+                for pooling in ("last", "mean"):
+                    pooled = pool(hidden, mask, pooling).cpu()
+                    for j, i in enumerate(rows):
+                        self._pooled[(texts[i], max_tokens, pooling)] = pooled[j]
+                if top > 0:
+                    entering = out.hidden_states[layers - top]  # hidden_states[i] enters block i
+                    for j, i in enumerate(rows):
+                        self._entering[(texts[i], max_tokens, top)] = entering[j, : len(encoded[i])].cpu()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from harness.backbone import anatomy
+from harness.cpu_linear import onednn_linears
 from harness.regimes.full import FullSettings
 from harness.regimes.features import FeatureStore
 from harness.regimes.head_fit import train_probe
@@ -121,7 +122,7 @@ def _predict(classifier: SequenceClassifier, encoded: list[list[int]], pad: int,
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         ids, mask = _pad([encoded[i] for i in rows], pad, device)
-        with autocast():
+        with autocast(), onednn_linears(classifier):
             logits[rows] = classifier(ids, mask).float()
     classifier.train(was_training)
     return logits

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from harness.cpu_linear import onednn_linears
 from harness.prompts import answers
 from harness.regimes.budget import Budget
 from harness.regimes.prompting import predict_prompting
@@ -152,7 +153,7 @@ def _scores(scorer: AnswerScorer, examples: Sequence[Scored], pad: int, device: 
     out = []
     for start in range(0, len(examples), batch_size):
         batch, mask = _batch(examples[start : start + batch_size], pad, device)
-        with autocast():
+        with autocast(), onednn_linears(scorer):
             out.append(scorer(batch, mask).float())
     scorer.train(was_training)
     return torch.cat(out)
