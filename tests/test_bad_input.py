@@ -283,7 +283,7 @@ def test_two_first_runs_convert_the_model_once(tmp_path, monkeypatch):
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"weights")
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(models, "locate_embedded_gguf", lambda: gguf)
+    monkeypatch.setattr(models, "locate_embedded_gguf", lambda alias=models.EMBEDDED_ALIAS: gguf)
     conversions = []
 
     def slow_convert(source, folder, identity):

