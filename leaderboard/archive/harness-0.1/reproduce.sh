@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
+# Archived: harness 0.1 cells of the first published leaderboard (superseded by leaderboard/republish-cpu.sh).
 # Reproduce the published leaderboard: every cell, then the tables.
-#   bash leaderboard/reproduce.sh [DATA_DIR] [RUN_DIR] [JOBS]
-# DATA_DIR: the offline mirror (default ../shared/data); RUN_DIR: where cells go (default leaderboard/runs);
+#   bash leaderboard/archive/harness-0.1/reproduce.sh [DATA_DIR] [RUN_DIR] [JOBS]
+# DATA_DIR: the offline mirror (default ../shared/data); RUN_DIR: where cells go (default leaderboard/archive/harness-0.1/runs);
 # JOBS: tasks run side by side (default 1; on a GPU 5 is fine). Cells are resumable: rerun to continue.
 # The environment variables below shrink the run for a smoke test; the published run uses the defaults.
 # The committed cells were computed by harness 0.1, which hashed the options as typed; harness 0.2 hashes the
 # resolved settings with the device and dtype, so it refuses to resume them: give a fresh RUN_DIR.
 set -euo pipefail
 DATA=${1:-../shared/data}
-RUNS=${2:-leaderboard/runs}
+RUNS=${2:-leaderboard/archive/harness-0.1/runs}
 JOBS=${3:-1}
 TASKS=${TASKS:-sst2 agnews trec subj bbc_news}
 SEEDS=${SEEDS:-13,21,42,87,100}
@@ -47,6 +48,6 @@ for task in $TASKS; do
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || { status=1; echo "a task chain failed: see $RUNS/logs" >&2; }; done
-notes=(); [[ -f leaderboard/NOTES.md ]] && notes=(--notes leaderboard/NOTES.md)
-harness leaderboard "$RUNS" --out "${LEADERBOARD_OUT:-leaderboard}" "${notes[@]}" || status=1
+notes=(); [[ -f leaderboard/archive/harness-0.1/NOTES.md ]] && notes=(--notes leaderboard/archive/harness-0.1/NOTES.md)
+harness leaderboard "$RUNS" --out "${LEADERBOARD_OUT:-leaderboard/archive/harness-0.1}" "${notes[@]}" || status=1
 exit $status
