@@ -292,7 +292,7 @@ def verdict_command(run_dirs: tuple[Path, ...], budgets: tuple[int, ...], max_co
     """Which regime to use, per model, task and k, with its margin, certainty and cost: sentences from the numbers."""
     from harness.leaderboard import tables
     from harness.leaderboard.collect import collect
-    from harness.leaderboard.verdict import verdict_lines
+    from harness.leaderboard.verdict import model_lines, verdict_lines
 
     collected = collect(run_dirs)
     for problem in collected.problems:
@@ -303,6 +303,11 @@ def verdict_command(run_dirs: tuple[Path, ...], budgets: tuple[int, ...], max_co
         lines = verdict_lines(group, list(budgets) or None, max_cost,
                               tables.crossover_points(tables.learning_curves(group)))
         for line in lines or ["No task has two regimes with per-example predictions at these k."]:
+            click.echo(line.replace("**", "") + "\n")
+    if cells["model"].nunique() > 1:
+        click.echo("# across models\n")
+        ks = list(budgets) or sorted(int(k) for k in cells.loc[cells["seeded"], "k"].unique())
+        for line in (line for k in ks for line in model_lines(cells, k)):
             click.echo(line.replace("**", "") + "\n")
 
 

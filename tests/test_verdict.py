@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.leaderboard.collect import collect
 from harness.leaderboard.stats import hierarchical_bootstrap, percentile_interval, seed_level_p_value
-from harness.leaderboard.verdict import compare, verdict_lines
-from test_leaderboard import GOLD, write_cell
+from harness.leaderboard.verdict import compare, model_lines, verdict_lines
+from test_leaderboard import GOLD, HALF, WRONG2, write_cell
 
 
 def test_hierarchical_bootstrap_matches_the_enumerated_distribution():
@@ -81,3 +81,16 @@ def test_verdict_sentences_and_cli(runs):
     assert result.exit_code == 0 and "use head" in result.output
     cheap = CliRunner().invoke(cli, ["verdict", str(runs), "--budget", "4", "--max-cost", "50"])
     assert cheap.exit_code == 0 and "No task has two regimes" in cheap.output  # every regime costs 100 + 1000 x 10
+
+
+def test_the_verdict_says_whether_the_choice_depends_on_the_model(runs):
+    for seed in (13, 21, 42):  # a second model where few-shot beats head; it ran no full
+        write_cell(runs, "t1", "a", "head", 4, seed, HALF, model="other")
+        write_cell(runs, "t1", "a", "few-shot", 4, seed, WRONG2, model="other")
+    cells = collect([runs]).cells
+    (line,) = model_lines(cells, 4)
+    assert line.startswith("**t1, k = 4**, among the regimes every model ran (few-shot, head")
+    assert "full" not in line and "other: **few-shot** (80.0 %)" in line and "tiny: **head**" in line
+    assert line.endswith("the choice depends on the model.")
+    result = CliRunner().invoke(cli, ["verdict", str(runs), "--budget", "4"])
+    assert result.exit_code == 0 and "# across models" in result.output and "depends on the model" in result.output

@@ -92,7 +92,7 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
 
 def _verdict(cells: pd.DataFrame, k: int) -> str:
     """The verdict section: per model, task and the headline k, the regime to use, from the numbers alone."""
-    from harness.leaderboard.verdict import verdict_lines
+    from harness.leaderboard.verdict import model_lines, verdict_lines
 
     parts = ["## Verdict", "",
              f"Written from the tables by `harness verdict` (k = {k}): the best regime per task with its margin over the "
@@ -104,6 +104,8 @@ def _verdict(cells: pd.DataFrame, k: int) -> str:
             parts += [f"*{model}*", ""]
         parts += [f"- {line}" for line in lines] or ["- No task has two regimes with per-example predictions."]
         parts.append("")
+    if cells["model"].nunique() > 1:
+        parts += ["*Across models*", ""] + [f"- {line}" for line in model_lines(cells, k)] + [""]
     return "\n".join(parts)
 
 

@@ -120,6 +120,26 @@ def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: fl
     return lines
 
 
+def model_lines(cells: pd.DataFrame, k: int) -> list[str]:
+    """Per task that several models ran at k: each model's best regime among the regimes all of them ran, and
+    whether the choice depends on the model."""
+    lines = []
+    for task in sorted(cells["task"].unique()):
+        results = {model: compare(group, task, k) for model, group in cells[cells["task"] == task].groupby("model")}
+        results = {m: r for m, r in results.items() if r is not None}
+        if len(results) < 2:
+            continue
+        shared = sorted(set.intersection(*(set(r.regimes) for r in results.values())))
+        if len(shared) < 2:
+            continue
+        picks = {m: max(shared, key=lambda regime: r.accuracy[regime][0]) for m, r in results.items()}
+        said = "; ".join(f"{m}: **{picks[m]}** ({100 * r.accuracy[picks[m]][0]:.1f} %)" for m, r in results.items())
+        verdict = ("the same choice for every model" if len(set(picks.values())) == 1
+                   else "the choice depends on the model")
+        lines.append(f"**{task}, k = {k}**, among the regimes every model ran ({', '.join(shared)}): {said}: {verdict}.")
+    return lines
+
+
 def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: float | None,
                crossover: dict[tuple[str, str], str]) -> str:
     acc = c.accuracy[c.best]
