@@ -75,6 +75,10 @@ def score_requests(
     """Score every request: shared prefixes once, length-sorted batches, results in input order."""
     stats = stats if stats is not None else ScoreStats()
     units = tokenize_requests(tokenizer, requests, max_length)
+    sliding = _has_sliding_window(model)
+    if sliding:  # every prompt whole in its own row: see _has_sliding_window
+        for unit in units:
+            unit.context, unit.prefix = [*unit.prefix, *unit.context], ()
     groups: dict[tuple[int, ...], list[_Unit]] = {}
     for unit in units:
         groups.setdefault(unit.prefix, []).append(unit)
@@ -85,7 +89,10 @@ def score_requests(
             prefix_cache = _encode_prefix(model, prefix, stats)
             members.sort(key=lambda u: (_fits_a_row(u), len(u.context)), reverse=True)
             for batch in _packs(members, len(prefix), batch_size):  # units that fit a padded row batched apart
-                if _padded_is_cheaper(model, len(prefix), batch, attention):
+                if sliding and not _fits_a_row(batch[0]):
+                    for unit in batch:
+                        _score_unit_naive(model, unit, stats)
+                elif sliding or _padded_is_cheaper(model, len(prefix), batch, attention):
                     _score_padded(model, batch, stats)
                 else:
                     _score_pack(model, len(prefix), prefix_cache, batch, stats)
@@ -120,14 +127,29 @@ def score_naive(model: Any, tokenizer: Any, requests: Sequence[ScoreRequest], ma
     units = tokenize_requests(tokenizer, requests, max_length)
     with torch.inference_mode():
         for unit in units:
-            for choice, cont in zip(unit.choices, unit.continuations):
-                ids = [*unit.prefix, *unit.context, *cont]
-                logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float()
-                logp = torch.log_softmax(logits[-len(cont) - 1 : -1], dim=-1)
-                unit.scores[choice] = float(logp.gather(1, torch.tensor(cont, device=logp.device)[:, None]).sum())
-                stats.tokens += len(ids)
-                stats.forwards += 1
+            _score_unit_naive(model, unit, stats)
     return _collect(requests, units)
+
+
+def _score_unit_naive(model: Any, unit: _Unit, stats: ScoreStats) -> None:
+    for choice, cont in zip(unit.choices, unit.continuations):
+        ids = [*unit.prefix, *unit.context, *cont]
+        logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float()
+        logp = torch.log_softmax(logits[-len(cont) - 1 : -1], dim=-1)
+        unit.scores[choice] = float(logp.gather(1, torch.tensor(cont, device=logp.device)[:, None]).sum())
+        stats.tokens += len(ids)
+        stats.forwards += 1
+
+
+def _has_sliding_window(model: Any) -> bool:
+    """Whether some layers attend within a sliding window (Gemma 3's local layers, Mistral). A shared prefix's
+    cache cannot be cut back once the window is full, and a packed row's own mask would bypass the window, so such
+    a model scores each prompt whole in its own row under its own masks: right-padded rows where answers are read
+    off one row, else one forward per answer."""
+    config = model.config
+    if "sliding_attention" in (getattr(config, "layer_types", None) or []):
+        return True
+    return bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True) is not False
 
 
 def tokenize_requests(tokenizer: Any, requests: Sequence[ScoreRequest], max_length: int) -> list[_Unit]:

@@ -156,3 +156,17 @@ def test_onednn_linears_can_be_turned_off(model, monkeypatch):
     finally:
         monkeypatch.undo()
         cpu_linear.onednn_usable.cache_clear()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_a_sliding_window_model_scores_as_naive(tokenizer, batch_size):
+    """Gemma 3's local layers (window 4 here, shorter than the prompts): no shared-prefix cache, no packed row."""
+    from tiny import tiny_family_model
+
+    from harness.scoring import _has_sliding_window
+
+    gemma = tiny_family_model("gemma3_text", len(tokenizer))
+    assert _has_sliding_window(gemma)
+    fast = score_requests(gemma, tokenizer, REQUESTS, batch_size, 256)
+    naive = score_naive(gemma, tokenizer, REQUESTS, 256)
+    assert _max_gap(fast, naive) < 1e-4
