@@ -334,3 +334,21 @@ def test_collapsed_cells_are_flagged(runs, tmp_path):
     balance = {row[1][0]: row for row in balance_table(cells, 16).rows}
     assert balance["zero-shot"][4][0] == "100.0" and balance["zero-shot"][5] == ("1 of 1", True)
     assert balance["head"][5] == ("0 of 2", False)
+
+
+def test_crossover_compares_with_the_few_shot_curve_that_has_the_most_k():
+    import pandas as pd
+
+    from harness.leaderboard.tables import crossover_points, crossover_table
+
+    rows = [("few-shot", 16, 0.70, True)]  # plain few-shot at one k only: the calibrated curve is the reference
+    rows += [("few-shot (dev-prior)", k, m, True) for k, m in ((2, 0.60), (4, 0.65), (8, 0.68), (16, 0.71))]
+    rows += [("full", k, m, False) for k, m in ((2, 0.50), (4, 0.60), (8, 0.70), (16, 0.75))]
+    rows += [("head", k, m, False) for k, m in ((2, 0.50), (4, 0.55), (8, 0.60), (16, 0.65))]
+    curves = pd.DataFrame([{"task": "t", "regime": r, "k": k, "mean": m, "std": 0.0, "seeds": 5, "seeded": True,
+                            "prompting": p} for r, k, m, p in rows])
+    points = crossover_points(curves)
+    assert points[("t", "")] == "few-shot (dev-prior)"
+    assert points[("t", "full")] == "8" and points[("t", "head")] == "never in range (2–16)"
+    table = crossover_table(curves)
+    assert ["t", "full", "few-shot (dev-prior)", "8"] in [[c[0] for c in row] for row in table.rows]

@@ -165,9 +165,10 @@ def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: floa
             text += (f" {cheapest} is within 1 point ({100 * c.accuracy[cheapest][0]:.1f} %) at "
                      f"{costs[cheapest]['flops_1000'] / mine['flops_1000']:.2g}× its compute (training + 1000 "
                      f"test examples).")
-    overtakes = [f"{r} from k = {v}" for (t, r), v in sorted(crossover.items()) if t == c.task and v.isdigit()]
+    overtakes = [f"{r} from k = {v}" for (t, r), v in sorted(crossover.items()) if t == c.task and r and v.isdigit()]
     if overtakes:
-        text += " On the learning curve, fine-tuning overtakes few-shot: " + ", ".join(overtakes) + "."
+        text += (f" On the learning curve, fine-tuning overtakes {crossover[(c.task, '')]}: " + ", ".join(overtakes)
+                 + ".")
     if c.left_out:
         text += " Not compared: " + "; ".join(f"{r} ({why})" for r, why in sorted(c.left_out.items())) + "."
     return text
