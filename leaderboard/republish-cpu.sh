@@ -35,14 +35,15 @@ lane_b() {
   run --tasks bbc_news --templates short --k 16 --regimes zero-shot,few-shot,head,scratch,tfidf "${CAL[@]}"
   run --tasks mr --templates lmbff --k 16 --regimes "$ALL" "${CAL[@]}"
 }
-lane_c() {  # tfidf on the curve (seconds), then the second model: zero-shot and the head. Its few-shot (each prompt
-  # runs whole with its demos: Gemma 3's sliding-window layers rule out the shared-prefix cache) and its fine-tuning
-  # did not fit the CPU time.
+lane_c() {  # tfidf on the curve (seconds), then the second model: zero-shot and the head on sst2 and trec, prompt-ft
+  # and full on sst2. Its few-shot (each prompt runs whole with its demos: Gemma 3's sliding-window layers rule out
+  # the shared-prefix cache) and the rest of its fine-tuning did not fit the CPU time.
   run --tasks sst2 --templates lmbff --k 2,4,8,32 --regimes tfidf
   for task in sst2:lmbff trec:answer_type; do
     run --model gemma3-270m --tasks "${task%%:*}" --templates "${task##*:}" --k 16 --regimes zero-shot,head \
       --calibration none,dev-prior
   done
+  run --model gemma3-270m --tasks sst2 --templates lmbff --k 16 --regimes prompt-ft,full
 }
 case $LANE in
   a) lane_a ;;
