@@ -89,7 +89,7 @@ def score_requests(
             prefix_cache = _encode_prefix(model, prefix, stats)
             members.sort(key=lambda u: (_fits_a_row(u), len(u.context)), reverse=True)
             for batch in _packs(members, len(prefix), batch_size):  # units that fit a padded row batched apart
-                if sliding and not _fits_a_row(batch[0]):
+                if sliding and not _can_pad(model, batch):
                     for unit in batch:
                         _score_unit_naive(model, unit, stats)
                 elif sliding or _padded_is_cheaper(model, len(prefix), batch, attention):
@@ -144,8 +144,8 @@ def _score_unit_naive(model: Any, unit: _Unit, stats: ScoreStats) -> None:
 def _has_sliding_window(model: Any) -> bool:
     """Whether some layers attend within a sliding window (Gemma 3's local layers, Mistral). A shared prefix's
     cache cannot be cut back once the window is full, and a packed row's own mask would bypass the window, so such
-    a model scores each prompt whole in its own row under its own masks: right-padded rows where answers are read
-    off one row, else one forward per answer."""
+    a model scores each prompt whole in its own row under its own masks: right-padded rows where _can_pad, else one
+    forward per answer."""
     config = model.config
     if "sliding_attention" in (getattr(config, "layer_types", None) or []):
         return True
@@ -240,6 +240,14 @@ def _row(unit: _Unit) -> list[int]:
     return unit.context + (unit.continuations[0][:-1] if len(unit.continuations) == 1 else [])
 
 
+def _can_pad(model: Any, batch: list[_Unit]) -> bool:
+    """Whether right-padded rows can score the batch: every unit fits a row, and the model's family is known (its
+    decoder and output layer are called apart)."""
+    from harness.backbone import FAMILIES, family_of
+
+    return family_of(model) in FAMILIES and all(_fits_a_row(u) for u in batch)
+
+
 def _attention_weight(model: Any) -> float:
     """The work of one (query, key) pair of attention relative to one token through the weights:
     4 · hidden · layers FLOPs against 2 · N."""
@@ -258,9 +266,7 @@ def _padded_is_cheaper(model: Any, prefix_len: int, batch: list[_Unit], attentio
     its own row only, causal: B · W · (1 + a · W / 2) (a: attention_weight, c: PACKED_ATTENTION_COST). Padding
     is used for prompts without a shared prefix whose answers are one token each, or that have one answer (a
     held-out text's body), on a model whose output layer is known."""
-    from harness.backbone import FAMILIES, family_of
-
-    if prefix_len or family_of(model) not in FAMILIES or not all(_fits_a_row(u) for u in batch):
+    if prefix_len or not _can_pad(model, batch):
         return False
     width = max(len(_row(u)) for u in batch)
     if len(batch) * width * width > PACK_ATTENTION_ELEMENTS:

@@ -119,10 +119,11 @@ def _predict(classifier: SequenceClassifier, encoded: list[list[int]], pad: int,
     classifier.eval()
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     logits = torch.empty(len(encoded), classifier.head.out_features, device=device)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        ids, mask = _pad([encoded[i] for i in rows], pad, device)
-        with autocast(), onednn_linears(classifier):
-            logits[rows] = classifier(ids, mask).float()
+    with onednn_linears(classifier):
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids, mask = _pad([encoded[i] for i in rows], pad, device)
+            with autocast():
+                logits[rows] = classifier(ids, mask).float()
     classifier.train(was_training)
     return logits

@@ -151,9 +151,10 @@ def _scores(scorer: AnswerScorer, examples: Sequence[Scored], pad: int, device: 
     was_training = scorer.training
     scorer.eval()
     out = []
-    for start in range(0, len(examples), batch_size):
-        batch, mask = _batch(examples[start : start + batch_size], pad, device)
-        with autocast(), onednn_linears(scorer):
-            out.append(scorer(batch, mask).float())
+    with onednn_linears(scorer):
+        for start in range(0, len(examples), batch_size):
+            batch, mask = _batch(examples[start : start + batch_size], pad, device)
+            with autocast():
+                out.append(scorer(batch, mask).float())
     scorer.train(was_training)
     return torch.cat(out)
