@@ -25,14 +25,15 @@ from harness.regimes.prompting import FewShotSettings, PromptingSettings
 from harness.regimes.protocol import Shared
 from harness.sampling import KShotDraw, draw_demo_sets, draw_kshot, select_test_subset
 from harness.tasks import load_examples, load_task
+from harness.types import Cell
 
 MARK = "## Demo sets"
 
 
-def timed_run(lm, regime, template, data, settings, seed=13):
+def timed_run(lm, regime, template, data, settings):
     shared = Shared(FeatureStore(lm.model, lm.tokenizer))
     start = time.perf_counter()
-    run = regime.run(lm, shared, template, data, settings, seed, False)
+    run = regime.run(lm, shared, template, data, settings, False)
     return time.perf_counter() - start, run
 
 
@@ -61,10 +62,12 @@ def main() -> None:
     template = load_template(task, "lmbff")
     test = select_test_subset(load_examples(task, "test", args.data_dir), args.n)
     train = draw_kshot(load_examples(task, "train", args.data_dir), 16, 13, task.label_names).train
-    few_data = fit_data(KShotDraw(train, ()), test, task)
-    zero_data = fit_data(KShotDraw((), ()), test, task)
+    few = Cell("sst2", "lmbff", "few-shot", 16, 13)
+    zero = Cell("sst2", "lmbff", "zero-shot", 0, None)
+    few_data = fit_data(KShotDraw(train, ()), test, task, few)
+    zero_data = fit_data(KShotDraw((), ()), test, task, zero)
 
-    timed_run(lm, get_regime("zero-shot"), template, fit_data(KShotDraw((), ()), test[:32], task),
+    timed_run(lm, get_regime("zero-shot"), template, fit_data(KShotDraw((), ()), test[:32], task, zero),
               PromptingSettings())  # warm-up: the first forwards of a process are slower
     zero_s, _ = timed_run(lm, get_regime("zero-shot"), template, zero_data, PromptingSettings())
     prefix_s, prefix_tokens = prefix_seconds(lm, template, draw_demo_sets(train, args.m, 1, 13, 2)[0])

@@ -27,9 +27,8 @@ from harness.truncation import render_splits
 from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
 from harness.regimes.full import FullSettings
-from harness.regimes.full_fit import fit_full
 from harness.regimes.head import HeadSettings
-from harness.regimes.head_fit import fit_head
+from harness.regimes.protocol import RegimeRun, Shared
 from harness.sampling import select_test_subset
 from harness.tasks import load_examples, load_task
 from harness.types import Cell
@@ -38,14 +37,26 @@ HERE = Path(__file__).resolve().parent
 MARK = "## Fine-tuning"
 
 
-def cell_texts(tokenizer):
+CELL = Cell("bbc_news", "short", "full", 16, 13)
+
+
+def cell_data():
     task = load_task("bbc_news")
-    template = load_template(task, "short")
-    draw = draw_for(Cell("bbc_news", "short", "full", 16, 13), get_regime("full"), FullSettings(), 1,
-                    load_examples(task, "train"), [], task)
-    test = select_test_subset(load_examples(task, "test"), 200)
-    texts, labels = render_splits(template, fit_data(draw, test, task), tokenizer, 256)
+    draw = draw_for(CELL, get_regime("full"), FullSettings(), 1, load_examples(task, "train"), [], task)
+    return task, fit_data(draw, select_test_subset(load_examples(task, "test"), 200), task, CELL)
+
+
+def cell_texts(tokenizer):
+    task, data = cell_data()
+    texts, labels = render_splits(load_template(task, "short"), data, tokenizer, 256)
     return task, texts, labels
+
+
+def run_regime(lm, name: str, settings) -> RegimeRun:
+    """One cell of `name` on the benchmark's data, as `harness eval` runs it."""
+    task, data = cell_data()
+    return get_regime(name).run(lm, Shared(FeatureStore(lm.model, lm.tokenizer)), load_template(task, "short"), data,
+                                settings, False)
 
 
 @torch.inference_mode()
@@ -104,7 +115,8 @@ def plain_loop_rates(lm, texts, labels, steps: int, batch_size: int) -> tuple[fl
     forward, cross-entropy, backward, AdamW step; no schedule, clipping, dev checks or bookkeeping."""
     import copy
 
-    from harness.regimes.training import _cycle_batches, pool
+    from harness.regimes.classifier import pool
+    from harness.regimes.training import _cycle_batches
 
     enc = [list(ids) for ids in lm.tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
     backbone = copy.deepcopy(anatomy(lm.model).decoder).float().train()
@@ -132,8 +144,7 @@ def plain_loop_rates(lm, texts, labels, steps: int, batch_size: int) -> tuple[fl
 def full_rss_child(steps: int) -> None:
     """Run one `full` fit in this process and print its peak RSS (the model load included)."""
     lm = load_model("smollm2-135m")
-    task, texts, labels = cell_texts(lm.tokenizer)
-    fit_full(lm.model, lm.tokenizer, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, FullSettings(max_steps=steps, eval_every=steps), 13)
+    run_regime(lm, "full", FullSettings(max_steps=steps, eval_every=steps))
     print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
@@ -149,18 +160,18 @@ def main() -> None:
     all_texts = texts["train"] + texts["dev"] + texts["test"]
     plain = plain_forward_seconds(lm, all_texts, 16)
     start = time.perf_counter()
-    fit_head(lm.model, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, HeadSettings(), 13)
+    run_regime(lm, "head", HeadSettings())
     head_s = time.perf_counter() - start
 
     cfg = FullSettings(max_steps=args.steps, eval_every=args.steps)  # one dev check at the end
     start = time.perf_counter()
-    fit = fit_full(lm.model, lm.tokenizer, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, cfg, 13)
+    fit = run_regime(lm, "full", cfg)
     full_s = time.perf_counter() - start
     history = fit.details["selection"]["history"]
-    ours = fit.trained_tokens / fit.details["train_step_seconds"]  # training steps only, like the Trainer
+    ours = fit.cost.train_tokens / fit.details["train_step_seconds"]  # training steps only, like the Trainer
     theirs = trainer_tokens_per_second(lm, texts["train"], labels["train"], args.steps, cfg.batch_size)
     plain_steps, plain_tokens = plain_loop_rates(lm, texts["train"], labels["train"], args.steps, cfg.batch_size)
-    full_steps = fit.train_steps / fit.details["train_step_seconds"]
+    full_steps = fit.cost.train_steps / fit.details["train_step_seconds"]
     child = subprocess.run([sys.executable, __file__, "--rss-child", "--steps", str(args.steps)],
                            capture_output=True, text=True, check=True)
     rss = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_bytes"]

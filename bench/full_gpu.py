@@ -28,7 +28,7 @@ def packed_run(processes: int, data_dir: str, limit: str) -> tuple[float, int, i
     """Wall seconds for every cell, cells finished, cells failed."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "harness", "eval", "--tasks", TASKS, "--regimes", "full", "--k", "16",
-                   "--seeds", "13,21,42,87,100", "--limit", limit, "--full-defaults", "cuda", "--data-dir", data_dir,
+                   "--seeds", "13,21,42,87,100", "--limit", limit, "--device-defaults", "cuda", "--data-dir", data_dir,
                    "--out", out]
         start = time.perf_counter()
         running = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

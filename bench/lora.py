@@ -16,15 +16,12 @@ import sys
 import time
 
 import torch
-from finetuning import cell_texts
+from finetuning import run_regime
 from results_file import write_section
 
 from harness.models import load_model
-from harness.regimes.features import FeatureStore
 from harness.regimes.full import FullSettings
-from harness.regimes.full_fit import fit_full
 from harness.regimes.lora import LoraSettings
-from harness.regimes.lora_fit import add_lora
 
 MARK = "## LoRA against full"
 
@@ -32,21 +29,15 @@ MARK = "## LoRA against full"
 def child(regime: str, steps: int) -> None:
     """One fit in this process; prints seconds per step and the process's peak memory."""
     lm = load_model("smollm2-135m")
-    _, texts, labels = cell_texts(lm.tokenizer)
     common = {"max_steps": steps, "eval_every": steps}
-    if regime == "lora":
-        cfg = LoraSettings(**common)
-        adapter = lambda backbone: add_lora(backbone, cfg)  # noqa: E731
-    else:
-        cfg, adapter = FullSettings(**common), None
+    cfg = LoraSettings(**common) if regime == "lora" else FullSettings(**common)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    fit = fit_full(lm.model, lm.tokenizer, FeatureStore(lm.model, lm.tokenizer), texts, labels, 5, None, cfg, 13,
-                   adapter=adapter)
+    fit = run_regime(lm, regime, cfg)
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print(json.dumps({"seconds_per_step": fit.details["train_step_seconds"] / fit.train_steps, "peak_bytes": peak,
-                      "trainable": fit.trainable_parameters, "tokens": fit.trained_tokens}))
+    print(json.dumps({"seconds_per_step": fit.details["train_step_seconds"] / fit.cost.train_steps, "peak_bytes": peak,
+                      "trainable": fit.cost.trainable_parameters, "tokens": fit.cost.train_tokens}))
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from results_file import write_section
 
 from harness.models import load_model
 from harness.prompts import answers, load_template, render_input, render_prefix
-from harness.regimes.prompting import fit_demos
+from harness.predict import fit_demos
 from harness.sampling import draw_kshot, select_test_subset
 from harness.scoring import ScoreRequest, ScoreStats, score_requests
 from harness.tasks import load_examples, load_task

@@ -116,6 +116,42 @@ def top_blocks_only(parts: Anatomy, blocks: Any, final_norm: Any) -> Iterator[No
             config.layer_types = layer_types
 
 
+@contextmanager
+def top_swapped(model: Any, layers: Any, norm: Any) -> Iterator[None]:
+    """The model with its top len(layers) blocks and its final norm replaced by trained ones, then put back:
+    `head --unfreeze-top N` as a user would deploy it."""
+    from torch import nn
+
+    parts = anatomy(model)
+    blocks, own_norm = parts.blocks, parts.final_norm
+    setattr(parts.decoder, parts.names.blocks, nn.ModuleList([*list(blocks)[: len(blocks) - len(layers)], *layers]))
+    setattr(parts.decoder, parts.names.final_norm, norm)
+    try:
+        yield
+    finally:
+        setattr(parts.decoder, parts.names.blocks, blocks)
+        setattr(parts.decoder, parts.names.final_norm, own_norm)
+
+
+@contextmanager
+def decoder_swapped(model: Any, decoder: Any) -> Iterator[None]:
+    """The model with a trained decoder in place of its own, then put back; an output layer tied to the input
+    embeddings follows the trained embeddings meanwhile."""
+    own = getattr(model, model.base_model_prefix)
+    output = model.get_output_embeddings()
+    tied = output is not None and output.weight is own.get_input_embeddings().weight
+    own_weight = output.weight if output is not None else None
+    setattr(model, model.base_model_prefix, decoder)
+    if tied:
+        output.weight = decoder.get_input_embeddings().weight
+    try:
+        yield
+    finally:
+        setattr(model, model.base_model_prefix, own)
+        if tied:
+            output.weight = own_weight
+
+
 @lru_cache(maxsize=8)
 def _no_positions(hidden_size: int) -> Any:
     """A position embedding that adds nothing: (..., positions) -> zeros (..., positions, hidden_size).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -35,27 +36,31 @@ def draw_for(cell: Cell, regime: Regime, settings: Any, templates: int, train: S
     return draw if regime.draws_examples else KShotDraw((), draw.dev)
 
 
-def fit_data(draw: KShotDraw, test: Sequence[Example], task: TaskSpec) -> FitData:
-    """What the regime may see: the test inputs without their labels."""
+def fit_data(draw: KShotDraw, test: Sequence[Example], task: TaskSpec, cell: Cell) -> FitData:
+    """What the regime may see: the cell's draw (with its k and seed) and the test inputs without their labels."""
     inputs = tuple(TestInput(id=e.id, fields=e.fields) for e in test)
-    return FitData(train=draw.train, dev=draw.dev, test=inputs, label_names=task.label_names, task=task.name)
+    return FitData(train=draw.train, dev=draw.dev, test=inputs, label_names=task.label_names, task=task.name,
+                   k=cell.k, seed=cell.seed)
 
 
 def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec, template: Template, cell: Cell,
-             draw: KShotDraw, test: Sequence[Example], progress: bool,
-             shifts: Sequence[ShiftSet] = ()) -> tuple[CellResult, list[Prediction], list[Prediction]]:
+             draw: KShotDraw, test: Sequence[Example], progress: bool, shifts: Sequence[ShiftSet] = (),
+             forgetting: Any = None) -> tuple[CellResult, list[Prediction], list[Prediction]]:
     """The regime's predictions joined with the test labels, its metrics, and its cost (provenance comes later);
     with shifts, the same trained cell also predicts those target examples: (result, predictions, target
-    predictions), the targets' metrics in the result's details["shift"]."""
+    predictions), the targets' metrics in the result's details["shift"]; with forgetting probes (--forgetting),
+    what adapting the backbone cost the LM, measured on the model the regime deployed."""
     import torch
 
+    if regime.draws_examples and cell.seed is None:
+        raise HarnessError(f"cell {cell.stem}: {regime.name} draws examples, but the cell has no seed")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     scored = [*test, *(e for s in shifts for e in s.examples)]  # the task's own test examples, then the targets'
     started = time.perf_counter()
     try:
-        run = regime.run(lm, shared, template, fit_data(draw, scored, task), settings,
-                         cell.seed if cell.seed is not None else 0, progress)
+        run = regime.run(lm, shared, template, fit_data(draw, scored, task, cell), settings, progress)
+        measured = _forgetting(forgetting, regime, run, lm, task.name, progress)
     except (RuntimeError, MemoryError) as exc:
         if isinstance(exc, MemoryError) or "out of memory" in str(exc) or "can't allocate memory" in str(exc):
             raise HarnessError(f"cell {cell.stem} ran out of memory: try a smaller --batch-size (full: or "
@@ -73,7 +78,7 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
     )
     # what share of the test predictions each class takes: a prompt that answers one class for all shows here
     shares = {name: sum(p.pred == c for p in predictions) / len(predictions) for c, name in enumerate(task.label_names)}
-    details = {**run.details, "predicted_distribution": shares,
+    details = {**run.details, **measured, "predicted_distribution": shares,
                "tied_predictions": sum(p.tied for p in predictions)}  # broken by id (Prediction.pred), counted
     if shifts:  # the cost above includes predicting these inputs too
         details["shift"] = {s.target: {**s.identity(), "metrics": compute_metrics(task.metrics, by_target[s.target])}
@@ -81,6 +86,16 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
     result = CellResult(cell=cell, metrics=compute_metrics(task.metrics, predictions), n=len(predictions),
                         wall_time_s=round(wall, 3), cost=cost, details=details)
     return result, predictions, [p for s in shifts for p in by_target[s.target]]
+
+
+def _forgetting(probes: Any, regime: Regime, run: Any, lm: Any, task: str, progress: bool) -> dict[str, Any]:
+    """{"forgetting": ...} for a regime that adapts the backbone when the run measures it, else {}: the model the
+    regime deployed (its RegimeRun.deployed; None: the base model, unchanged) against the untouched one."""
+    if probes is None or not regime.adapts_backbone:
+        return {}
+    probes.score_untouched(lm, progress)
+    with (run.deployed(lm.model) if run.deployed is not None else nullcontext(lm.model)) as adapted:
+        return {"forgetting": probes.measure(adapted, lm, task, progress)}
 
 
 def failed_result(cell: Cell, reason: str, step: int) -> CellResult:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from harness.errors import HarnessError
 from harness.prompts import select_templates
@@ -136,7 +135,7 @@ def _ids_hash(examples: Sequence[Example]) -> str:
 def _text_nll(model: Any, lm: Any, texts: Sequence[tuple[str, str]], batch_size: int,
               progress: bool) -> tuple[list[float], list[int]]:
     """Per sequence: the body's summed negative log-likelihood given its title, and its token count."""
-    from harness.regimes.training import autocast_for
+    from harness.models import autocast_for
     from harness.scoring import ScoreRequest, score_requests, tokenize_requests
 
     requests = [ScoreRequest("", title, (body,)) for title, body in texts]
@@ -148,8 +147,8 @@ def _text_nll(model: Any, lm: Any, texts: Sequence[tuple[str, str]], batch_size:
 
 def _correct(model: Any, lm: Any, task: ProbeTask, batch_size: int, progress: bool) -> list[int]:
     """1 where the zero-shot prediction is right, per example."""
-    from harness.regimes.prompting import predict_prompting
-    from harness.regimes.training import autocast_for
+    from harness.predict import predict_prompting
+    from harness.models import autocast_for
 
     with autocast_for(lm.model.device)():
         run = predict_prompting(model, lm.tokenizer, lm.max_length, task.template, task.examples, (), batch_size,
@@ -172,75 +171,3 @@ def _paired_change(before: Sequence[float], after: Sequence[float],
     res = stats.bootstrap((diff, w), lambda d, n, axis=-1: d.sum(axis=axis) / n.sum(axis=axis), paired=True,
                           vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", random_state=0)
     return change, [float(res.confidence_interval.low), float(res.confidence_interval.high)]
-
-
-@contextmanager
-def deployed(model: Any, trained: Any) -> Iterator[Any]:
-    """The causal LM as a user would deploy it after adaptation, without copying the untouched one: what the
-    regime trained (`SequenceClassifier.modules_trained`) swapped in for the duration, then swapped back.
-
-    trained is None (a head on frozen features): the untouched model. A whole causal LM (`prompt-ft`): itself.
-    Top blocks and final norm (`head --unfreeze-top N`): in place of the model's own. A decoder, or a peft
-    model around one (`full`, `lora`): in place of the model's decoder, the output layer tied to its embeddings
-    when the model ties them.
-    """
-    if trained is None:
-        yield model
-        return
-    from harness.backbone import anatomy
-
-    was_training = trained.training
-    trained.eval()
-    try:
-        if hasattr(trained, "get_output_embeddings") and trained.get_output_embeddings() is not None:
-            yield trained
-        elif set(getattr(trained, "keys", lambda: ())()) == {"layers", "norm"}:
-            with _top_swapped(anatomy(model), trained):
-                yield model
-        else:
-            decoder = trained.get_base_model() if hasattr(trained, "get_base_model") else trained
-            with _decoder_swapped(model, decoder):
-                yield model
-    finally:
-        trained.train(was_training)
-
-
-@contextmanager
-def _top_swapped(parts: Any, trained: Any) -> Iterator[None]:
-    from torch import nn
-
-    blocks, norm = parts.blocks, parts.final_norm
-    n = len(trained["layers"])
-    setattr(parts.decoder, parts.names.blocks, nn.ModuleList([*list(blocks)[: len(blocks) - n], *trained["layers"]]))
-    setattr(parts.decoder, parts.names.final_norm, trained["norm"])
-    try:
-        yield
-    finally:
-        setattr(parts.decoder, parts.names.blocks, blocks)
-        setattr(parts.decoder, parts.names.final_norm, norm)
-
-
-@contextmanager
-def _decoder_swapped(model: Any, decoder: Any) -> Iterator[None]:
-    own = getattr(model, model.base_model_prefix)
-    output = model.get_output_embeddings()
-    tied = output is not None and output.weight is own.get_input_embeddings().weight
-    own_weight = output.weight if output is not None else None
-    setattr(model, model.base_model_prefix, decoder)
-    if tied:
-        output.weight = decoder.get_input_embeddings().weight
-    try:
-        yield
-    finally:
-        setattr(model, model.base_model_prefix, own)
-        if tied:
-            output.weight = own_weight
-
-
-def forgetting_details(shared: Any, lm: Any, task: str, trained: Any, progress: bool) -> dict[str, Any]:
-    """{"forgetting": ...} when the run measures it (--forgetting), else {}: what a regime adds to its details."""
-    if getattr(shared, "forgetting", None) is None:
-        return {}
-    shared.forgetting.score_untouched(lm, progress)
-    with deployed(lm.model, trained) as adapted:
-        return {"forgetting": shared.forgetting.measure(adapted, lm, task, progress)}

@@ -65,6 +65,17 @@ def pick_device() -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
+def autocast_for(device: Any) -> Any:
+    """A context factory: bf16 autocast on CUDA (fp32 master weights when training), nothing on a CPU."""
+    import contextlib
+
+    import torch
+
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 def cache_dir() -> Path:
     """Converted weights live here: $HARNESS_CACHE, else the user cache folder."""
     if os.environ.get(CACHE_ENV):

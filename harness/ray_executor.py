@@ -84,7 +84,7 @@ class CellWorker:
     def __init__(self, config: Any):
         import torch
 
-        from harness.runner import Session
+        from harness.session import Session
 
         torch.set_num_threads(max(1, int(config.cpus_per_cell)))
         self.session = Session(config)
@@ -120,7 +120,7 @@ def _worker_count(resources: dict[str, float], cpus: float, gpus: float, cells: 
 
 
 def _lost(cell: Cell, exc: Exception) -> Any:
-    from harness.runner import Outcome
+    from harness.session import Outcome
 
     reason = f"Ray worker lost twice ({type(exc).__name__}); rerun to compute it"
     return Outcome(CellResult(cell, status="failed", reason=reason, failed_step=0))

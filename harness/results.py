@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 from harness import __version__
 from harness.errors import HarnessError
 from harness.locks import exclusive
+from harness.result_schema import check_result
 from harness.types import ALL_K, CellResult, Prediction
 
 
@@ -46,11 +47,23 @@ def harness_provenance() -> dict[str, Any]:
     return {"version": __version__, "git_commit": git_commit()}
 
 
+def parse_result(path: Path) -> CellResult:
+    """One result JSON checked against the schema (result_schema.py); ValueError (or OSError) says what is wrong."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply: not a result file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"corrupt JSON ({type(exc).__name__})") from None
+    check_result(raw)
+    return CellResult.from_json(raw)
+
+
 def read_result(path: Path) -> CellResult:
     """One result JSON; a corrupt or malformed file is a one-line error naming it."""
     try:
-        return CellResult.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        return parse_result(path)
+    except (OSError, ValueError) as exc:
         raise HarnessError(f"{path}: unreadable result file ({exc})") from exc
 
 
@@ -129,10 +142,15 @@ def read_run_folder(folder: Path) -> list[CellResult]:
     return results
 
 
-def summary_table(results: Iterable[CellResult], metrics: Sequence[str] = ("accuracy", "macro_f1")) -> str:
-    """Markdown: one row per task x regime x k, mean ± sample std over seeds and templates, with counts."""
+def summary_table(results: Iterable[CellResult], metrics: Sequence[str] | None = None) -> str:
+    """Markdown: one row per task x regime x k, mean ± sample std over seeds and templates, with counts; the
+    columns are every metric the cells' tasks list (metrics.py), accuracy first."""
+    from harness.metrics import shown_metrics
     from harness.regimes import order_of
 
+    results = list(results)
+    if metrics is None:
+        metrics = shown_metrics([name for r in results if r.ok for name in r.metrics])
     groups: dict[tuple[str, str, int], list[CellResult]] = {}
     for result in results:
         if result.ok:

@@ -14,6 +14,7 @@ import yaml
 
 from harness import catalog
 from harness.errors import HarnessError
+from harness.metrics import METRICS  # the table of metric names
 from harness.types import SPLITS, DatasetSpec, Example, ShiftMap, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,6 @@ def parse_task_file(path: Path) -> TaskSpec:
     label_names = _string_list(path, "label_names", raw["label_names"])
     if len(label_names) < 2:
         raise HarnessError(f"{path}: 'label_names' needs at least two labels")
-    from harness.metrics import METRICS  # the table of metric names
 
     metrics = _string_list(path, "metrics", raw["metrics"])
     for metric in metrics:

@@ -80,7 +80,9 @@ class FitData:
     dev: tuple[Example, ...]  # selects templates, hyperparameters and checkpoints
     test: tuple[TestInput, ...]
     label_names: tuple[str, ...]
-    task: str = ""  # the task's name (what forgetting leaves out of the tasks it watches)
+    task: str = ""  # the task's name
+    k: int = 0  # examples per class drawn (0: none, as zero-shot; ALL_K: the whole train split)
+    seed: int | None = None  # the draw's seed (None: a cell that draws nothing)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,35 +15,19 @@ set -euo pipefail
 DATA=${1:-../shared/data}
 RUNS=${2:-leaderboard/runs-0.4-cpu}
 LANE=${3:-all}
-SEEDS=13,21,42,87,100
-ALL=zero-shot,few-shot,head,full,prompt-ft,lora,scratch,tfidf
-CAL=(--calibration none,content-free,dev-prior)
 export OMP_NUM_THREADS=1
 mkdir -p "$RUNS"
 [[ -d "$RUNS/smollm2-135m/sst2" ]] || cp -r leaderboard/studies/transfer/runs-cpu/smollm2-135m "$RUNS/"
-run() { harness eval --seeds "$SEEDS" --limit 200 --data-dir "$DATA" --out "$RUNS" "$@"; }
-lane_a() {
-  run --tasks trec --templates answer_type --k 16 --regimes "$ALL" "${CAL[@]}"
-  run --tasks subj --templates lmbff --k 16 --regimes "$ALL" "${CAL[@]}"
-  # the learning curve: prompting (dev-prior calibrated, the better-calibrated variant at k = 16), head, full
-  run --tasks sst2 --templates lmbff --k 2,4,8,32 --regimes zero-shot,few-shot,head,full --calibration dev-prior
-}
-lane_b() {
-  run --tasks sst2 --templates lmbff --k 16 --regimes "$ALL" "${CAL[@]}"
-  run --tasks agnews --templates topic --k 16 --regimes "$ALL" "${CAL[@]}"
-  # bbc_news: full, prompt-ft and lora on its 256-token articles did not fit the CPU time (about 4 min a cell)
-  run --tasks bbc_news --templates short --k 16 --regimes zero-shot,few-shot,head,scratch,tfidf "${CAL[@]}"
-  run --tasks mr --templates lmbff --k 16 --regimes "$ALL" "${CAL[@]}"
-}
-lane_c() {  # tfidf on the curve (seconds), then the second model: zero-shot and the head on sst2 and trec, prompt-ft
-  # and full on sst2. Its few-shot (each prompt runs whole with its demos: Gemma 3's sliding-window layers rule out
-  # the shared-prefix cache) and the rest of its fine-tuning did not fit the CPU time.
-  run --tasks sst2 --templates lmbff --k 2,4,8,32 --regimes tfidf
+# each run is a run file in leaderboard/run-files/cpu/; the data and run folders come from the command line
+run() { local file=$1; shift; harness eval --config "leaderboard/run-files/cpu/$file.yaml" --data-dir "$DATA" --out "$RUNS" "$@"; }
+lane_a() { run trec; run subj; run sst2-curve; }
+lane_b() { run sst2; run agnews; run bbc_news; run mr; }
+lane_c() {
+  run sst2-curve-tfidf
   for task in sst2:lmbff trec:answer_type; do
-    run --model gemma3-270m --tasks "${task%%:*}" --templates "${task##*:}" --k 16 --regimes zero-shot,head \
-      --calibration none,dev-prior
+    run gemma-prompting-head --tasks "${task%%:*}" --templates "${task##*:}"
   done
-  run --model gemma3-270m --tasks sst2 --templates lmbff --k 16 --regimes prompt-ft,full
+  run gemma-sst2-fine-tuning
 }
 case $LANE in
   a) lane_a ;;

@@ -14,28 +14,19 @@ RUNS=${2:-leaderboard/runs-0.4}
 SHARE=${3:-0.2}
 MODEL=${MODEL:-smollm2-135m}
 TASKS=${TASKS:-sst2,agnews,trec,subj,bbc_news}
-SEEDS=13,21,42,87,100
-RAY=(--executor ray --gpus-per-cell "$SHARE" --cpus-per-cell 1)
 declare -A SHIFT=([sst2]=mr [agnews]=bbc_news [bbc_news]=agnews)  # domain-shift pairs (labels mapped in tasks/)
+# each run is a run file in leaderboard/run-files/gpu/ (seeds, 1000 test examples, every template, Ray packing);
+# the model, task, data, run folder, GPU share and diagnostics come from the command line, over the file
+run() { local file=$1; shift
+  harness eval --config "leaderboard/run-files/gpu/$file.yaml" --model "$MODEL" --data-dir "$DATA" --out "$RUNS" \
+    --gpus-per-cell "$SHARE" "$@"; }
 
 python -c "from harness.models import ensure_embedded_converted; ensure_embedded_converted()"  # convert once
 for task in ${TASKS//,/ }; do
-  COMMON=(--model "$MODEL" --tasks "$task" --seeds "$SEEDS" --limit 1000 --data-dir "$DATA" --out "$RUNS" "${RAY[@]}")
-  DIAGNOSTICS=(--forgetting sst2,agnews,trec)
+  DIAGNOSTICS=(--tasks "$task" --forgetting sst2,agnews,trec)
   [[ -n ${SHIFT[$task]:-} ]] && DIAGNOSTICS+=(--eval-tasks "${SHIFT[$task]}")
-  # Main table and diagnostics at k = 16: every template, calibrated prompting, demos chosen on dev, the probe
-  # and its unfrozen depths, full (zero and LP-FT init), prompt-ft, LoRA (head and prompt scoring), scratch, tfidf.
-  harness eval --k 16 --templates all --regimes zero-shot,few-shot --calibration none,content-free,dev-prior \
-    "${COMMON[@]}" "${DIAGNOSTICS[@]}"
-  harness eval --k 16 --templates all --regimes head --unfreeze-top 0,1,2,4,8 "${COMMON[@]}" "${DIAGNOSTICS[@]}"
-  harness eval --k 16 --templates all --regimes full,prompt-ft,lora,scratch,tfidf "${COMMON[@]}" "${DIAGNOSTICS[@]}"
-  harness eval --k 16 --templates all --regimes full --head-init probe "${COMMON[@]}" "${DIAGNOSTICS[@]}"
-  harness eval --k 16 --templates all --regimes lora --lora-scoring prompt "${COMMON[@]}" "${DIAGNOSTICS[@]}"
-  # The learning curve: the same five seeds at every k (a curve is compared on one seed set).
-  harness eval --k 2,4,8,32 --templates all --regimes zero-shot,few-shot,head,full,prompt-ft,lora,scratch,tfidf \
-    --calibration none,dev-prior "${COMMON[@]}"
+  for file in k16-prompting k16-head-depths k16-trained k16-lp-ft k16-lora-prompt; do run "$file" "${DIAGNOSTICS[@]}"; done
+  run curve --tasks "$task"
 done
-# mr, the sst2 target, trained on its own k (the domain-shift table's "target-trained" column)
-harness eval --model "$MODEL" --tasks mr --k 16 --seeds "$SEEDS" --limit 1000 --data-dir "$DATA" --out "$RUNS" \
-  --templates all --regimes zero-shot,few-shot,head,full,lora --calibration none,dev-prior "${RAY[@]}"
+run mr-target
 harness leaderboard "$RUNS" --out leaderboard --k 16 --group-by model --notes leaderboard/NOTES.md

@@ -56,18 +56,19 @@ def test_top_blocks_run_on_cached_hidden_states_equal_the_whole_forward(family_m
 
 @pytest.mark.parametrize("regime_name, settings", [
     ("head", HeadSettings(c_grid=(0.1, 1.0))),
-    ("head", HeadSettings(unfreeze_top=1, top_steps=2)),
+    ("head", HeadSettings(unfreeze_top=1, max_steps=2)),
     ("full", FullSettings(max_steps=2, batch_size=4, eval_every=1, learning_rates=(1e-3,))),
 ])
 def test_head_and_full_run_on_every_family(toy_env, family_model, tokenizer, regime_name, settings):
     task = load_task("toy")
     template = load_template(task, "cloze")
     regime = get_regime(regime_name)
-    draw = draw_for(Cell("toy", "cloze", regime_name, 2, 13), regime, settings, 1, load_examples(task, "train"), [], task)
+    cell = Cell("toy", "cloze", regime_name, 2, 13)
+    draw = draw_for(cell, regime, settings, 1, load_examples(task, "train"), [], task)
     test = load_examples(task, "test")
     lm = LoadedModel(family_model, tokenizer, {"source": "test"}, "cpu", "float32")
-    run = regime.run(lm, Shared(FeatureStore(family_model, tokenizer)), template, fit_data(draw, test, task), settings,
-                     13, False)
+    run = regime.run(lm, Shared(FeatureStore(family_model, tokenizer)), template, fit_data(draw, test, task, cell),
+                     settings, False)
     assert [p.id for p in run.predictions] == [e.id for e in test]
     assert all(abs(sum(p.probs) - 1) < 1e-5 and p.gold is None for p in run.predictions)
     assert run.cost.trainable_parameters > 0 and run.cost.train_flops > 0

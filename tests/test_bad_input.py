@@ -251,9 +251,9 @@ def _edit(path, change):
 
 
 @pytest.mark.parametrize("change, note", [
-    (lambda d: d["cell"].pop("regime"), "malformed cell"),
-    (lambda d: d.update(metrics="0.5"), "metrics and cost must be objects"),
-    (lambda d: d.update(cost=[1, 2]), "metrics and cost must be objects"),
+    (lambda d: d["cell"].pop("regime"), "field cell.regime: Field required"),
+    (lambda d: d.update(metrics="0.5"), "field metrics: Input should be a valid dictionary (got '0.5')"),
+    (lambda d: d.update(cost=[1, 2]), "field cost: Input should be a valid dictionary"),
 ])
 def test_leaderboard_reports_malformed_cells_and_builds_the_rest(run_dir, tmp_path, change, note):
     _edit(next(run_dir.rglob("few-shot_k2_seed21.json")), change)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.errors import HarnessError
 from harness.models import locate_embedded_gguf
-from harness.runner import _majority
+from harness.session import majority_accuracy
 from harness.sampling import select_test_subset
 from harness.tasks import load_examples, load_task
 
@@ -27,7 +27,7 @@ def test_embedded_model_beats_the_majority_baseline_on_bbc_news(tmp_path):
     few = json.loads(next(tmp_path.rglob("few-shot_k1_seed13.json")).read_text())
     assert zero["model"]["source"] == "embedded" and len(zero["model"]["sha256"]) == 64
     assert zero["n"] == few["n"] == 40
-    assert zero["metrics"]["accuracy"] > _majority(test) + 0.1
+    assert zero["metrics"]["accuracy"] > majority_accuracy(test) + 0.1
     assert few["effective_k"]["min"] == 1
     head = json.loads(next(tmp_path.rglob("head_k1_seed13.json")).read_text())
     full = json.loads(next(tmp_path.rglob("full_k1_seed13.json")).read_text())

@@ -1,4 +1,5 @@
 import json
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -12,9 +13,8 @@ from harness.truncation import render_splits
 from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
 from harness.regimes.full import FullSettings
-from harness.regimes.full_fit import fit_full
 from harness.regimes.head import HeadSettings
-from harness.regimes.head_fit import fit_head
+from harness.regimes.protocol import Shared
 from harness.regimes.training import length_grouped_batches, padding_fraction
 from harness.tasks import load_examples, load_task
 from harness.types import Cell
@@ -26,11 +26,21 @@ FAST_FULL = FullSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates
 def _data(seed=13, k=2, tokenizer=None):
     task = load_task("toy")
     template = load_template(task, "cloze")
-    draw = draw_for(Cell("toy", "cloze", "head", k, seed), get_regime("head"), HeadSettings(), 1,
-                    load_examples(task, "train"), [], task)
+    cell = Cell("toy", "cloze", "head", k, seed)
+    draw = draw_for(cell, get_regime("head"), HeadSettings(), 1, load_examples(task, "train"), [], task)
     test = load_examples(task, "test")
-    texts, labels = render_splits(template, fit_data(draw, test, task), tokenizer or tiny_tokenizer(), 256)
+    texts, labels = render_splits(template, fit_data(draw, test, task, cell), tokenizer or tiny_tokenizer(), 256)
     return task, draw, test, texts, labels
+
+
+def _run(loaded, regime, settings, k=2, seed=13, template="cloze", shared=None):
+    """One cell of `regime` on the toy task, as the runner runs it (without writing it)."""
+    task = load_task("toy")
+    cell = Cell("toy", template, regime, k, seed)
+    draw = draw_for(cell, get_regime(regime), settings, 1, load_examples(task, "train"), [], task)
+    data = fit_data(draw, load_examples(task, "test"), task, cell)
+    shared = shared or Shared(FeatureStore(loaded.model, loaded.tokenizer))
+    return get_regime(regime).run(loaded, shared, load_template(task, template), data, settings, False)
 
 
 def _state(model):
@@ -42,49 +52,52 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("top", [0, 1])
-def test_head_trains_and_leaves_the_backbone_bit_identical(toy_env, model, tokenizer, top):
-    _, _, test, texts, labels = _data()
+def test_head_trains_and_leaves_the_backbone_bit_identical(toy_env, loaded, top):
+    model = loaded.model
     before = _state(model)
-    store = FeatureStore(model, tokenizer)
-    fit = fit_head(model, store, texts, labels, 2, [5, 6], HeadSettings(unfreeze_top=top, top_steps=4), 13)
+    run = _run(loaded, "head", HeadSettings(unfreeze_top=top, max_steps=4))
     assert _same(before, model.state_dict())
-    assert len(fit.probs) == len(test) and all(abs(sum(p) - 1) < 1e-5 for p in fit.probs)
-    assert ("top_learning_rate" if top else "C") in fit.details["selection"]["chosen"]
+    assert len(run.predictions) == 7 and all(abs(sum(p.probs) - 1) < 1e-5 for p in run.predictions)
+    assert ("learning_rate" if top else "C") in run.details["selection"]["chosen"]
+    assert (run.deployed is not None) == bool(top)  # the probe changes nothing the LM runs
     if top:
-        trained = dict(fit.trained.modules_trained.named_parameters())
-        base = dict(model.model.layers[-1].named_parameters())
-        assert any(not torch.equal(trained[f"layers.0.{k}"], v) for k, v in base.items())
+        with run.deployed(model) as deployed:
+            trained = dict(deployed.model.layers[-1].named_parameters())
+            assert any(not torch.equal(v, before[f"model.layers.1.{k}"]) for k, v in trained.items())
+        assert _same(before, model.state_dict())  # swapped back
 
 
-def test_head_features_are_computed_once_per_input(toy_env, model, tokenizer):
-    _, _, _, texts, labels = _data()
-    store = FeatureStore(model, tokenizer)
-    fit_head(model, store, texts, labels, 2, None, HeadSettings(c_grid=(0.1, 1.0)), 13)
-    after_first = store.tokens_run
-    fit_head(model, store, texts, labels, 2, None, HeadSettings(c_grid=(0.1, 1.0)), 21)
-    assert after_first > 0 and store.tokens_run == after_first
+def test_head_features_are_computed_once_per_input(toy_env, loaded):
+    shared = Shared(FeatureStore(loaded.model, loaded.tokenizer))
+    _run(loaded, "head", HeadSettings(c_grid=(0.1, 1.0)), shared=shared)
+    after_first = shared.features.tokens_run
+    _run(loaded, "head", HeadSettings(c_grid=(0.1, 1.0)), seed=21, shared=shared)
+    assert after_first > 0 and shared.features.tokens_run > after_first  # seed 21 draws other examples...
+    again = shared.features.tokens_run
+    _run(loaded, "head", HeadSettings(c_grid=(0.1, 1.0)), shared=shared)
+    assert shared.features.tokens_run == again  # ...but seed 13's are cached
 
 
-def test_verbalizer_init_starts_from_the_lm_head_rows(toy_env, model, tokenizer):
-    from harness.regimes.training import init_weights
+def test_verbalizer_init_starts_from_the_lm_head_rows(toy_env, model):
+    from harness.regimes.classifier import new_head
 
-    weight, bias = init_weights(model.get_output_embeddings(), [7, 9], 32, 2, "verbalizer")
-    assert torch.equal(weight, model.lm_head.weight[[7, 9]]) and torch.equal(bias, torch.zeros(2))
-    zero, _ = init_weights(model.get_output_embeddings(), [7, 9], 32, 2, "zero")
-    assert not zero.any()
+    head = new_head(model.get_output_embeddings(), [7, 9], 32, 2, "verbalizer", None, 0.02, "cpu")
+    assert torch.equal(head.weight, model.lm_head.weight[[7, 9]]) and not head.bias.any()
+    assert not new_head(None, None, 32, 2, "zero", None, 0.0, "cpu").weight.any()  # top blocks: exact zeros
+    assert new_head(None, None, 32, 2, "zero", None, 0.02, "cpu").weight.std() > 0  # full: small random
 
 
-def test_probe_equals_scikit_learn_fitted_by_hand(toy_env, model, tokenizer):
+def test_probe_equals_scikit_learn_fitted_by_hand(toy_env, loaded):
     """head's predictions are StandardScaler (train statistics) + LogisticRegression at the dev-chosen C."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     _, _, _, texts, labels = _data(k=4)
-    store = FeatureStore(model, tokenizer)
+    store = FeatureStore(loaded.model, loaded.tokenizer)
     grid = (1e-3, 1e-1, 10.0)
-    fit = fit_head(model, store, texts, labels, 2, None, HeadSettings(c_grid=grid), 13)
-    chosen = fit.details["selection"]
+    run = _run(loaded, "head", HeadSettings(c_grid=grid), k=4)
+    chosen = run.details["selection"]
     feats = {s: store.pooled(texts[s], "last", 256, 16).double().numpy() for s in texts}
     scaler = StandardScaler().fit(feats["train"])
     dev_scores = []
@@ -97,52 +110,56 @@ def test_probe_equals_scikit_learn_fitted_by_hand(toy_env, model, tokenizer):
             expected = clf.predict_proba(scaler.transform(feats["test"]))
     best = min(range(3), key=lambda i: (-dev_scores[i][0], dev_scores[i][1], i))
     assert chosen["chosen"]["C"] == grid[best] and [g["C"] for g in chosen["grid"]] == list(grid)
-    assert np.allclose(fit.probs, expected, atol=1e-8)
-    assert bool(fit.details["warnings"]) == (best in (0, 2))  # a choice on the grid's edge is flagged
+    assert np.allclose([p.probs for p in run.predictions], expected, atol=1e-8)
+    assert bool(run.details["warnings"]) == (best in (0, 2))  # a choice on the grid's edge is flagged
 
 
-def test_lp_ft_starts_from_the_probes_weights(toy_env, model, tokenizer):
+def test_lp_ft_starts_from_the_probes_weights(toy_env, loaded):
     """--head-init probe: before any step, full's classifier gives the probe's probabilities."""
-    from harness.regimes.full_fit import _build, _encode, _pad
-    from harness.regimes.head_fit import train_probe
+    from harness.regimes.classifier import predict_logits
+    from harness.regimes.objectives import NewHead
+    from harness.regimes.sources import PRETRAINED
 
-    _, _, _, texts, labels = _data(k=4)
-    store = FeatureStore(model, tokenizer)
+    task, draw, test, texts, _ = _data(k=4)
+    cell = Cell("toy", "cloze", "full", 4, 13)
+    shared = Shared(FeatureStore(loaded.model, loaded.tokenizer))
     cfg = FullSettings(head_init="probe", c_grid=(0.01, 1.0))
-    probe = train_probe(store, texts, labels, 2, cfg)
-    classifier = _build(model, None, 2, cfg, probe).eval()
-    ids, mask = _pad(_encode(tokenizer, texts["test"], 256), tokenizer.pad_token_id, "cpu")
-    with torch.no_grad():
-        start = torch.softmax(classifier(ids, mask), -1).numpy()
-    expected = probe.probabilities(store.pooled(texts["test"], "last", 256, 16).numpy())
-    assert abs(start - expected).max() < 1e-4
+    template = load_template(task, "cloze")
+    objective = NewHead(zero_std=0.02)
+    prepared = objective.prepare(loaded, shared, template, fit_data(draw, test, task, cell), cfg, PRETRAINED, False)
+    classifier, _ = objective.wrap(loaded, PRETRAINED, PRETRAINED.build(loaded.model, False, cfg, 13), prepared,
+                                   template, cfg, 2)
+    start = torch.softmax(predict_logits(classifier, prepared.inputs["test"], 0, "cpu", 16, nullcontext), -1)
+    expected = prepared.probe.probabilities(shared.features.pooled(texts["test"], "last", 256, 16).numpy())
+    assert abs(start.numpy() - expected).max() < 1e-4
 
 
-def test_budget_warnings_name_the_edge_and_the_last_step():
-    from harness.regimes.training import budget_warnings
+def test_selection_warnings_name_the_edge_and_the_last_step():
+    from harness.regimes.checks import grid_edge, last_step
 
-    assert budget_warnings("learning rate", (1e-5, 1e-4), 1e-4, 50, 1000, 1000)[0].startswith("learning rate = 0.0001 is on")
-    assert "last step (1000 of 1000)" in budget_warnings("lr", (1e-5,), 1e-5, 1000, 1000, 1000)[0]
-    assert budget_warnings("lr", (1e-5, 2e-5, 1e-4), 2e-5, 300, 550, 1000) == []  # stopped early, inside the grid
+    assert grid_edge("learning rate", (1e-5, 1e-4), 1e-4)[0].startswith("learning rate = 0.0001 is on")
+    assert "last step (1000 of 1000)" in last_step(1000, 1000, 1000)[0]
+    assert grid_edge("lr", (1e-5, 2e-5, 1e-4), 2e-5) == last_step(300, 550, 1000) == []  # inside, stopped early
 
 
-def test_full_trains_a_copy_and_never_the_base(toy_env, model, tokenizer):
-    _, _, test, texts, labels = _data()
+def test_full_trains_a_copy_and_never_the_base(toy_env, loaded):
+    model = loaded.model
     before = _state(model)
-    fit = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
+    run = _run(loaded, "full", FAST_FULL)
     assert _same(before, model.state_dict())
-    trained = dict(fit.trained.modules_trained.named_parameters())
-    assert any(not torch.equal(trained[k], v) for k, v in model.model.named_parameters())
-    assert len(fit.probs) == len(test) and fit.train_steps == 4
-    assert fit.details["selection"]["chosen"] == {"learning_rate": 1e-3}
+    with run.deployed(model) as deployed:
+        trained = dict(deployed.model.named_parameters())
+        assert any(not torch.equal(trained[k], before[f"model.{k}"]) for k in trained)
+    assert _same(before, model.state_dict())
+    assert len(run.predictions) == 7 and run.cost.train_steps == 4
+    assert run.details["selection"]["chosen"] == {"learning_rate": 1e-3}
 
 
-def test_same_seed_same_results(toy_env, model, tokenizer):
-    _, _, _, texts, labels = _data()
-    a = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
+def test_same_seed_same_results(toy_env, loaded):
+    a = _run(loaded, "full", FAST_FULL)
     torch.rand(7)  # whatever the process drew before a cell does not change it (the new head's start is seeded)
-    b = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, FAST_FULL, 13)
-    assert a.probs == b.probs
+    b = _run(loaded, "full", FAST_FULL)
+    assert [p.probs for p in a.predictions] == [p.probs for p in b.predictions]
 
 
 def test_dev_and_train_are_disjoint_and_never_test(toy_env):
@@ -217,12 +234,12 @@ def test_nan_loss_fails_the_cell_and_the_run_goes_on(patched, tmp_path):
 
 
 def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, monkeypatch):
-    import harness.regimes.full_fit as full_fit
+    import harness.regimes.training as training
 
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(full_fit, "fit_full", boom)
+    monkeypatch.setattr(training, "fit_over_learning_rates", boom)
     result = patched.invoke(cli, ["eval", "--tasks", "toy", "--regimes", "zero-shot,full", "--k", "2", "--seeds",
                                   "13", "--templates", "cloze", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "ran out of memory" in result.output and "--batch-size" in result.output
@@ -233,13 +250,13 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
     "args, message",
     [
         (["--k", "9", "--regimes", "head"], "plus a dev set"),
-        (["--pooling", "max"], "unknown pooling 'max'"),
-        (["--head-init", "random"], "unknown head init 'random'"),
-        (["--unfreeze-top", "-1"], "--unfreeze-top must be 0 or more"),
+        (["--pooling", "max"], "unknown --pooling 'max' (known: last, mean)"),
+        (["--head-init", "random"], "unknown --head-init 'random'"),
+        (["--unfreeze-top", "-1"], "--unfreeze-top must be 0 or more, got -1"),
         (["--k", "five"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "full"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "-5"], "--k must be comma-separated positive integers or 'all'"),
-        (["--regimes", "head,qlora"], "unknown regime 'qlora' (known: zero-shot, few-shot, head, full, prompt-ft, lora, scratch, tfidf)"),
+        (["--regimes", "head,qlora"], "unknown regime 'qlora' (known: zero-shot, few-shot, head, full, prompt-ft, lora, ia3, scratch, tfidf)"),
     ],
 )
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
@@ -247,12 +264,12 @@ def test_fine_tuning_bad_input(patched, tmp_path, args, message):
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
-def test_full_defaults_picks_another_device_kinds_settings(patched, tmp_path):
+def test_device_defaults_picks_another_device_kinds_settings(patched, tmp_path):
     args = ["eval", "--tasks", "toy", "--regimes", "full", "--k", "2", "--seeds", "13", "--templates", "cloze",
             "--full-max-steps", "2"]
     runs = {}
     for kind in ("cpu", "cuda"):
-        result = patched.invoke(cli, [*args, "--full-defaults", kind, "--out", str(tmp_path / kind)])
+        result = patched.invoke(cli, [*args, "--device-defaults", kind, "--out", str(tmp_path / kind)])
         assert result.exit_code == 0, result.output
         runs[kind] = json.loads(next((tmp_path / kind).rglob("full_k2_seed13.json")).read_text())["settings"]
     assert (runs["cpu"]["batch_size"], runs["cpu"]["eval_every"], runs["cpu"]["patience"]) == (8, 8, 2)
@@ -260,15 +277,15 @@ def test_full_defaults_picks_another_device_kinds_settings(patched, tmp_path):
     assert runs["cpu"]["max_steps"] == runs["cuda"]["max_steps"] == 2
 
 
-def test_changing_full_defaults_in_the_same_out_is_refused(patched, tmp_path):
+def test_changing_device_defaults_in_the_same_out_is_refused(patched, tmp_path):
     """The hash covers the resolved settings, not what was typed: cpu and cuda defaults are two configurations."""
     args = ["eval", "--tasks", "toy", "--regimes", "full", "--k", "2", "--seeds", "13", "--templates", "cloze",
             "--limit", "3", "--out", str(tmp_path)]
-    first = patched.invoke(cli, [*args, "--full-defaults", "cpu"])
+    first = patched.invoke(cli, [*args, "--device-defaults", "cpu"])
     assert first.exit_code == 0, first.output
-    again = patched.invoke(cli, [*args, "--full-defaults", "cpu"])
+    again = patched.invoke(cli, [*args, "--device-defaults", "cpu"])
     assert "0 cells computed, 1 found on disk" in again.output
-    other = patched.invoke(cli, [*args, "--full-defaults", "cuda"])
+    other = patched.invoke(cli, [*args, "--device-defaults", "cuda"])
     assert other.exit_code == 2 and "holds a result of another configuration" in other.output
     assert "settings.learning_rates [4e-05] -> [1e-05, 2e-05, 5e-05, 0.0001]" in other.output
 
@@ -310,15 +327,16 @@ def test_prompt_ft_answer_scores_equal_the_zero_shot_scorers(toy_env, loaded):
     """One-token answers (read off one row) and answers of several tokens (a row each): the training scores are
     the zero-shot scorer's."""
     from harness.prompts import answers, render_input
-    from harness.regimes.prompt_ft_fit import AnswerScorer, _batch, _scored
-    from harness.regimes.prompting import predict_prompting
+    from harness.predict import predict_prompting
+    from harness.regimes.answer_scores import AnswerScorer, batch_answers, encode_answers
 
     task, draw, _, _, _ = _data(k=4)
     for name in ("cloze", "plain"):
         template = load_template(task, name)
-        rows = [_scored(loaded.tokenizer, render_input(template, e), answers(template), 256) for e in draw.train]
+        rows = [encode_answers(loaded.tokenizer, render_input(template, e), answers(template), 256)
+                for e in draw.train]
         assert all(len(r.rows) == (1 if name == "cloze" else 2) for r in rows)
-        batch, mask = _batch(rows, loaded.tokenizer.pad_token_id, "cpu")
+        batch, mask = batch_answers(rows, loaded.tokenizer.pad_token_id, "cpu")
         with torch.no_grad():
             mine = AnswerScorer(loaded.model).eval()(batch, mask)
         zero = predict_prompting(loaded.model, loaded.tokenizer, loaded.max_length, template, draw.train, (), 4)
@@ -328,30 +346,30 @@ def test_prompt_ft_answer_scores_equal_the_zero_shot_scorers(toy_env, loaded):
 def test_prompt_ft_moves_the_verbalizer_scores_and_scores_as_zero_shot(toy_env, loaded):
     """Training raises the gold answer's log-likelihood on the training inputs; the base LM is untouched; the
     test predictions are the zero-shot scorer's on the trained copy."""
+    from harness.predict import predict_prompting
     from harness.prompts import answers, render_input
-    from harness.regimes.prompt_ft_fit import AnswerScorer, _batch, _scored, fit_prompt_ft
-    from harness.regimes.prompting import predict_prompting
+    from harness.regimes.answer_scores import AnswerScorer, batch_answers, encode_answers
 
     task, draw, test, _, _ = _data(k=4)
     template = load_template(task, "cloze")
-    data = fit_data(draw, test, task)
+    data = fit_data(draw, test, task, Cell("toy", "cloze", "prompt-ft", 4, 13))
     before = _state(loaded.model)
-    rows = [_scored(loaded.tokenizer, render_input(template, e), answers(template), 256) for e in data.train]
+    rows = [encode_answers(loaded.tokenizer, render_input(template, e), answers(template), 256) for e in data.train]
 
     def gold_margin(lm):
-        batch, mask = _batch(rows, loaded.tokenizer.pad_token_id, "cpu")
+        batch, mask = batch_answers(rows, loaded.tokenizer.pad_token_id, "cpu")
         with torch.no_grad():
             scores = AnswerScorer(lm).eval()(batch, mask)
         gold = torch.tensor([e.label for e in data.train])
         return (scores[torch.arange(len(gold)), gold] - scores[torch.arange(len(gold)), 1 - gold]).mean().item()
 
-    fit = fit_prompt_ft(loaded, template, data, _prompt_ft_settings(max_steps=12, eval_every=12), 13)
+    run = _run(loaded, "prompt-ft", _prompt_ft_settings(max_steps=12, eval_every=12), k=4)
     assert _same(before, loaded.model.state_dict())
-    trained = fit.trained.modules_trained
-    assert gold_margin(trained) > gold_margin(loaded.model) + 0.1
-    again = predict_prompting(trained, loaded.tokenizer, loaded.max_length, template, data.test, (), 4)
-    assert [p.scores for p in fit.predictions(data.test)] == [p.scores for p in again.predictions]
-    assert fit.details["selection"]["chosen"] == {"learning_rate": 3e-3}
+    with run.deployed(loaded.model) as trained:
+        assert trained is not loaded.model and gold_margin(trained) > gold_margin(loaded.model) + 0.1
+        again = predict_prompting(trained, loaded.tokenizer, loaded.max_length, template, data.test, (), 4)
+    assert [p.scores for p in run.predictions] == [p.scores for p in again.predictions]
+    assert run.details["selection"]["chosen"] == {"learning_rate": 3e-3}
 
 
 def test_prompt_ft_runs_through_eval(patched, tmp_path):
@@ -366,17 +384,16 @@ def test_prompt_ft_runs_through_eval(patched, tmp_path):
 
 
 def test_scratch_starts_from_a_seeded_random_init_not_the_pretrained_weights(toy_env, model, tokenizer):
-    from harness.regimes.full_fit import _build
     from harness.regimes.scratch import ScratchSettings
+    from harness.regimes.sources import FRESH
 
     cfg = ScratchSettings()
-    first, again, other = (_build(model, None, 2, cfg, None, seed) for seed in (13, 13, 21))
+    first, again, other = (dict(FRESH.build(model, False, cfg, seed).named_parameters()) for seed in (13, 13, 21))
     pretrained = dict(model.model.named_parameters())
-    fresh = dict(first.modules_trained.named_parameters())
-    weights = [k for k in fresh if k.endswith("weight") and "norm" not in k]
-    assert all(not torch.equal(fresh[k], pretrained[k]) for k in weights)
-    assert all(torch.equal(fresh[k], dict(again.modules_trained.named_parameters())[k]) for k in fresh)
-    assert any(not torch.equal(fresh[k], dict(other.modules_trained.named_parameters())[k]) for k in weights)
+    weights = [k for k in first if k.endswith("weight") and "norm" not in k]
+    assert all(not torch.equal(first[k], pretrained[k]) for k in weights)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in weights)
 
 
 def test_scratch_and_tfidf_run_through_eval(patched, tmp_path):
@@ -385,7 +402,7 @@ def test_scratch_and_tfidf_run_through_eval(patched, tmp_path):
                                   "--head-init", "probe", "--out", str(tmp_path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     scratch = json.loads(next(tmp_path.rglob("scratch_k4_seed13.json")).read_text())
-    assert scratch["settings"]["learning_rates"] == [3e-4] and scratch["settings"]["head_init"] == "zero"
+    assert scratch["settings"]["learning_rates"] == [3e-4] and "head_init" not in scratch["settings"]  # no pretrained rows
     tfidf = json.loads(next(tmp_path.rglob("tfidf_k4_seed13.json")).read_text())
     assert tfidf["vocabulary"] > 0 and tfidf["selection"]["chosen"]["C"] in [g["C"] for g in tfidf["selection"]["grid"]]
     assert tfidf["cost"]["stored_bytes_per_task"] == 8 * (tfidf["cost"]["trainable_parameters"] + tfidf["vocabulary"])
@@ -402,8 +419,8 @@ def test_tfidf_equals_scikit_learn_fitted_by_hand(toy_env):
 
     task, draw, test, _, _ = _data(k=4)
     template = load_template(task, "cloze")
-    data = fit_data(draw, test, task)
-    run = Tfidf().run(None, None, template, data, TfidfSettings(c_grid=(0.1, 10.0)), 13, False)
+    data = fit_data(draw, test, task, Cell("toy", "cloze", "tfidf", 4, 13))
+    run = Tfidf().run(None, None, template, data, TfidfSettings(c_grid=(0.1, 10.0)), False)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     x = vectorizer.fit_transform([render_input(template, e) for e in data.train])
     clf = LogisticRegression(C=run.details["selection"]["chosen"]["C"], max_iter=2000).fit(x, [e.label for e in data.train])
@@ -411,26 +428,24 @@ def test_tfidf_equals_scikit_learn_fitted_by_hand(toy_env):
     assert np.allclose([p.probs for p in run.predictions], expected)
 
 
-def test_lora_trains_the_adapter_only_and_never_the_base(toy_env, model, tokenizer):
+def test_lora_trains_the_adapter_only_and_never_the_base(toy_env, loaded):
     from harness.regimes.lora import LoraSettings
-    from harness.regimes.lora_fit import add_lora
 
-    _, _, test, texts, labels = _data()
+    model = loaded.model
     before = _state(model)
-    cfg = LoraSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates=(1e-2,), rank=2)
-    fit = fit_full(model, tokenizer, FeatureStore(model, tokenizer), texts, labels, 2, None, cfg, 13,
-                   adapter=lambda backbone: add_lora(backbone, cfg))
+    run = _run(loaded, "lora", LoraSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates=(1e-2,), rank=2))
     assert _same(before, model.state_dict())
-    trained = dict(fit.trained.modules_trained.named_parameters())
-    adapters = {k: v for k, v in trained.items() if "lora_" in k}
-    assert adapters and all(v.requires_grad for v in adapters.values())
-    assert any(v.abs().sum() > 0 for k, v in adapters.items() if "lora_B" in k)  # B starts at 0: it moved
-    frozen = {k: v for k, v in trained.items() if "lora_" not in k}
-    assert frozen and not any(v.requires_grad for v in frozen.values())
-    for name, value in frozen.items():  # the copy's own weights are the base model's
-        assert torch.equal(value, model.model.get_parameter(name.replace("base_model.model.", "").replace(".base_layer", "")))
+    with run.deployed(model) as deployed:
+        trained = dict(deployed.model.named_parameters())
+        adapters = {k: v for k, v in trained.items() if "lora_" in k}
+        assert adapters and all(v.requires_grad for v in adapters.values())
+        assert any(v.abs().sum() > 0 for k, v in adapters.items() if "lora_B" in k)  # B starts at 0: it moved
+        frozen = {k: v for k, v in trained.items() if "lora_" not in k}
+        assert frozen and not any(v.requires_grad for v in frozen.values())
+        for name, value in frozen.items():  # the copy's own weights are the base model's
+            assert torch.equal(value, before["model." + name.replace(".base_layer", "")])
     head = 2 * (32 + 1)
-    assert fit.trainable_parameters == sum(v.numel() for v in adapters.values()) + head
+    assert run.cost.trainable_parameters == sum(v.numel() for v in adapters.values()) + head
 
 
 def test_a_lora_target_the_model_lacks_is_one_line_listing_its_linear_modules(patched, tmp_path):
@@ -459,3 +474,33 @@ def test_prompt_based_lora_trains_the_adapter_on_the_answer_scores(patched, tmp_
     untouched = [json.loads(r) for r in next(tmp_path.rglob("zero-shot_k0.jsonl")).read_text().splitlines()]
     assert len(rows[0]["loglik"]) == 2  # scored as zero-shot
     assert any(a["loglik"] != pytest.approx(b["loglik"]) for a, b in zip(rows, untouched))  # the adapter moved them
+
+
+def test_ia3_trains_its_rescaling_vectors_only_and_never_the_base(toy_env, loaded):
+    from harness.regimes.ia3 import Ia3Settings
+
+    model = loaded.model
+    before = _state(model)
+    run = _run(loaded, "ia3", Ia3Settings(max_steps=4, batch_size=4, eval_every=2, learning_rates=(5e-2,)))
+    assert _same(before, model.state_dict())
+    with run.deployed(model) as deployed:
+        trained = dict(deployed.model.named_parameters())
+        vectors = {k: v for k, v in trained.items() if "ia3_" in k}
+        # keys, values and the feed-forward output of each block (peft's Llama targets), one vector each
+        assert sorted({k.split(".")[-3] for k in vectors}) == ["down_proj", "k_proj", "v_proj"]
+        assert all(v.requires_grad for v in vectors.values()) and any((v != 1).any() for v in vectors.values())
+        frozen = {k: v for k, v in trained.items() if "ia3_" not in k}
+        assert not any(v.requires_grad for v in frozen.values())
+        for name, value in frozen.items():
+            assert torch.equal(value, before["model." + name.replace(".base_layer", "")])
+    assert run.cost.trainable_parameters == sum(v.numel() for v in vectors.values()) + 2 * (32 + 1)
+
+
+def test_ia3_on_the_answer_scores_runs_through_eval(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "ia3",
+                                  "--ia3-scoring", "prompt", "--k", "2", "--seeds", "13", "--ia3-max-steps", "2",
+                                  "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cell = json.loads(next(tmp_path.rglob("ia3-prompt_k2_seed13.json")).read_text())
+    # per block: k (16) and v (16) outputs, and down_proj's input (64): no head
+    assert cell["cost"]["trainable_parameters"] == 2 * (16 + 16 + 64)

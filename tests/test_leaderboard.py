@@ -229,7 +229,7 @@ def test_bad_input_is_reported_and_the_rest_builds(runs, tmp_path):
     write_cell(runs, "t2", "a", "zero-shot", 0, None, RIGHT, model="other")
     built = build([runs, tmp_path / "missing", tmp_path / "empty"], tmp_path / "lb")
     text = "\n".join(built.problems)
-    assert "broken.json: corrupt result file skipped" in text and "partial.json: partial result file" in text
+    assert "broken.json: corrupt JSON (JSONDecodeError), skipped" in text and "partial.json: field cell.task: Field required" in text
     assert "missing: no such run folder" in text and "2 models" in text
     readme = (tmp_path / "lb" / "README.md").read_text()
     assert "| few-shot |" in readme and "Left out or conflicting" in readme
@@ -331,9 +331,11 @@ def test_collapsed_cells_are_flagged(runs, tmp_path):
     rows = {row[0][0]: row for row in table.rows}
     assert rows["zero-shot"][1][0].endswith("‡")  # HALF predicts class 0 for all ten examples
     assert not rows["few-shot"][1][0].endswith("‡")
-    balance = {row[1][0]: row for row in balance_table(cells, 16).rows}
-    assert balance["zero-shot"][4][0] == "100.0" and balance["zero-shot"][5] == ("1 of 1", True)
-    assert balance["head"][5] == ("0 of 2", False)
+    table = balance_table(cells, 16)
+    share, collapsed = table.header.index("largest class share %"), table.header.index("seeds ≥ 90% one class")
+    balance = {row[1][0]: row for row in table.rows}
+    assert balance["zero-shot"][share][0] == "100.0" and balance["zero-shot"][collapsed] == ("1 of 1", True)
+    assert balance["head"][collapsed] == ("0 of 2", False)
 
 
 def test_crossover_compares_with_the_few_shot_curve_that_has_the_most_k():

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from harness.prompts import answers, load_template, render_demo, render_input, render_prefix
-from harness.regimes.prompting import fit_demos, predict_prompting
+from harness.predict import fit_demos, predict_prompting
 from harness.sampling import draw_kshot
 from harness.scoring import ScoreRequest, tokenize_requests
 from harness.tasks import load_examples, load_task

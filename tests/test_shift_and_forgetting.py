@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import harness.models
 from harness.cells import draw_for, fit_data
 from harness.cli import cli
-from harness.forgetting import deployed
+from harness.backbone import decoder_swapped
 from harness.prompts import load_template
 from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
@@ -66,7 +66,7 @@ def test_shift_predictions_equal_the_trained_cell_run_on_the_target_inputs(runne
     cell_spec = harness.types.Cell("toy", "cloze", regime, 2, 13)
     draw = draw_for(cell_spec, r, settings, 1, load_examples(source, "train"), [], source)
     alone = r.run(loaded, Shared(features=FeatureStore(loaded.model, loaded.tokenizer)), template,
-                  fit_data(draw, view.examples, source), settings, 13, False)
+                  fit_data(draw, view.examples, source, cell_spec), settings, False)
     expected = {p.id: p.probs for p in alone.predictions}
     for row in rows:
         assert row["probs"] == pytest.approx(expected[row["id"]], abs=1e-6)
@@ -158,8 +158,8 @@ def test_deployed_ties_the_output_layer_to_the_trained_embeddings_and_restores_t
     trained = copy.deepcopy(model.model)
     with torch.no_grad():
         trained.embed_tokens.weight.add_(1.0)
-    with deployed(model, trained) as adapted:
-        assert adapted.model is trained and adapted.lm_head.weight is trained.embed_tokens.weight
+    with decoder_swapped(model, trained):
+        assert model.model is trained and model.lm_head.weight is trained.embed_tokens.weight
     assert model.lm_head.weight is own_weight and model.model is not trained
 
 

@@ -20,6 +20,7 @@ class Built:
 
     files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    skipped: int = 0  # result files left out
     cells: int = 0
 
 
@@ -55,9 +56,11 @@ def build(run_dirs: Sequence[str | Path], out: Path, headline_k: int = 16, group
             if table.key == "main":
                 readme += [f"![{p.stem}](plots/{p.name})" for p in model_images] + [""]
     if problems:
-        readme += ["### Left out or conflicting", ""] + [f"- {p}" for p in problems] + [""]
+        skipped = f"{collected.skipped} result file(s) skipped; " if collected.skipped else ""
+        readme += ["### Left out or conflicting", "", f"{skipped}{len(problems)} note(s):", ""]
+        readme += [f"- {p}" for p in problems] + [""]
     readme += ["## Provenance", "", "```", footer, "```", ""]
-    built = Built(problems=problems, cells=len(cells))
+    built = Built(problems=problems, cells=len(cells), skipped=collected.skipped)
     for name, text in (
         ("README.md", "\n".join(readme)),
         ("results.csv", render.long_csv(cells)),

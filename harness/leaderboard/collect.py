@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
 from harness.regimes import REGISTRY, is_prompting
 from harness.regimes.checks import flags
-from harness.types import CellResult
+from harness.results import parse_result
 
 KEY = ["model", "task", "template", "regime", "k", "seed"]  # regime = its label, variant included
 
@@ -24,6 +26,7 @@ class Collected:
 
     cells: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    skipped: int = 0  # result files left out: unreadable, failing the schema, a failed cell, an unknown regime
 
 
 def model_name(identity: dict[str, Any] | None) -> str:
@@ -38,7 +41,7 @@ def model_name(identity: dict[str, Any] | None) -> str:
 def collect(run_dirs: Sequence[str | Path]) -> Collected:
     """Read every result JSON under the run folders; bad files become problems, not failures."""
     problems: list[str] = []
-    rows = []
+    rows, skipped = [], 0
     for run_dir in map(Path, run_dirs):
         if not run_dir.is_dir():
             problems.append(f"{run_dir}: no such run folder")
@@ -50,21 +53,21 @@ def collect(run_dirs: Sequence[str | Path]) -> Collected:
             row = _row(path, problems)
             if row is not None:
                 rows.append(row)
+            else:
+                skipped += 1
     if not rows:
         raise HarnessError("no usable result files in " + ", ".join(map(str, run_dirs)) +
                            (f" ({problems[0]})" if problems else ""))
     cells = pd.DataFrame(rows)
-    return Collected(_dedup(cells, problems), problems)
+    return Collected(_dedup(cells, problems), problems, skipped)
 
 
 def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problems.append(f"{path}: corrupt result file skipped ({type(exc).__name__})")
+        result = parse_result(path)
+    except OSError as exc:
+        problems.append(f"{path}: unreadable result file skipped ({type(exc).__name__})")
         return None
-    try:
-        result = CellResult.from_json(raw)
     except ValueError as exc:
         problems.append(f"{path}: {exc}, skipped")
         return None
@@ -80,7 +83,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         predictions = path.with_suffix(".jsonl.gz")
     if not predictions.is_file():
         problems.append(f"{path}: no per-example file beside it; calibration and significance leave it out")
-    elif not _predictions_match(predictions, result.n, problems):
+    elif not _predictions_match(predictions, result.n, _classes(result), problems):
         predictions = None
     provenance = result.provenance
     return {
@@ -90,6 +93,9 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "prompting": is_prompting(cell.regime),
         **{f"metric_{k}": v for k, v in result.metrics.items()},
         "dev_accuracy": (result.details.get("selection") or {}).get("dev_accuracy"),
+        # the selection metric's dev value (higher is better); cells before it recorded accuracy alone
+        "dev_score": (result.details.get("selection") or {}).get("dev_score",
+                                                               (result.details.get("selection") or {}).get("dev_accuracy")),
         "dev_loss": (result.details.get("selection") or {}).get("dev_loss"),
         # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
         "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
@@ -100,10 +106,10 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "forgetting": _json_or_none(result.details.get("forgetting")),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,
         **{f"cost_{k}": v for k, v in cost.items()},
-        "config_hash": result.config_hash, "created_at": provenance.get("created_at", ""),
+        "config_hash": result.config_hash, "created_at": provenance.get("created_at") or "",
         "device": provenance.get("device"), "harness_version": (provenance.get("harness") or {}).get("version"),
         "harness_commit": (provenance.get("harness") or {}).get("git_commit"),
-        "command": (provenance.get("invocation") or {}).get("command", ""),
+        "command": (provenance.get("invocation") or {}).get("command") or "",
         "model_identity": json.dumps(provenance.get("model"), sort_keys=True),
         # a path, or None: calibration and significance leave the cell out (pandas may turn None into NaN)
         "predictions": str(predictions) if predictions and predictions.is_file() else None, "path": str(path),
@@ -130,11 +136,20 @@ def _dedup(cells: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
     return frame.astype({"seeded": bool, "prompting": bool})
 
 
-def _predictions_match(path: Path, n: int, problems: list[str]) -> bool:
-    """The per-example file parses and holds one row per test example of the cell, with the columns read."""
+def _classes(result: Any) -> int | None:
+    """How many classes the cell's task has, as its result records them (its verbalizers, else its predictions'
+    distribution); None when it records neither."""
+    recorded = result.provenance.get("verbalizers") or result.details.get("predicted_distribution")
+    return len(recorded) if recorded else None
+
+
+def _predictions_match(path: Path, n: int, classes: int | None, problems: list[str]) -> bool:
+    """The per-example file parses and holds one row per test example of the cell, with the columns read, unique
+    ids, and in every row a gold label and prediction within the classes and finite probabilities over all of
+    them that sum to 1."""
     try:
         frame = load_predictions(str(path))
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, RecursionError) as exc:
         problems.append(f"{path}: unreadable per-example file ({type(exc).__name__}); calibration and "
                         "significance leave the cell out")
         return False
@@ -143,7 +158,33 @@ def _predictions_match(path: Path, n: int, problems: list[str]) -> bool:
         what = f"lacks {', '.join(missing)}" if missing else f"holds {len(frame)} rows for n = {n}"
         problems.append(f"{path}: {what}; calibration and significance leave the cell out")
         return False
+    bad = _bad_row(frame, classes)
+    if bad is not None:
+        problems.append(f"{path}: {bad}; calibration and significance leave the cell out")
+        return False
     return True
+
+
+def _bad_row(frame: pd.DataFrame, classes: int | None) -> str | None:
+    """The first malformed row of a per-example file, in words; None when every row is well formed."""
+    for number, value in enumerate(frame["id"], 1):
+        if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+            return f"row {number}: id {value!r} is not a test id"
+    if frame["id"].duplicated().any():
+        return f"test id {frame['id'][frame['id'].duplicated()].iloc[0]!r} appears twice"
+    for number, row in enumerate(frame.itertuples(index=False), 1):
+        probs = row.probs
+        if not isinstance(probs, list) or not probs or not all(isinstance(p, (int, float)) and not isinstance(p, bool)
+                                                              and math.isfinite(p) and p >= 0 for p in probs):
+            return f"row {number}: probs must be a list of finite non-negative numbers"
+        width = classes or len(probs)
+        if len(probs) != width or abs(sum(probs) - 1) > 1e-3:
+            return f"row {number}: probs must hold {width} probabilities summing to 1"
+        for column in ("gold", "pred"):
+            value = getattr(row, column)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < width:
+                return f"row {number}: {column} {value!r} is not a class (0 .. {width - 1})"
+    return None
 
 
 def _largest_class_share(path: Path) -> float:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.leaderboard.tables import regime_order  # noqa: E402
+from harness.leaderboard.seeds import regime_order  # noqa: E402
 
 plt.rcParams["svg.hashsalt"] = "harness"  # stable SVG ids: rebuilding gives the same files
 

@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 
 from harness.leaderboard.collect import load_predictions
+from harness.leaderboard.seeds import per_seed, regime_order
 from harness.leaderboard.stats import brier_score, expected_calibration_error, mean_with_ci
-from harness.regimes import (freezing_depth, in_context_reference, no_transfer_reference, order_of,
+from harness.leaderboard.verdict import compare
+from harness.metrics import METRICS, shown_metrics
+from harness.regimes import (freezing_depth, in_context_reference, no_transfer_reference,
                              untouched_reference)
 
 COLLAPSE = 0.9  # a cell whose most predicted class takes this share of its predictions is flagged
@@ -26,49 +29,6 @@ class Table:
     rows: list[list[tuple[str, bool]]]
     notes: list[str] = field(default_factory=list)
     key: str = ""
-
-
-def regime_order(label: str) -> tuple[int, str]:
-    """Registry order, then the label (variants after their regime)."""
-    return (order_of(label.split(" ")[0]), label)
-
-
-
-
-def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, task, regime, k, seed): the dev-selected template, or the mean over templates.
-
-    Dev selection: the best dev accuracy, then the lowest dev loss, then the first template by name — never the
-    order the files were written in."""
-    rows = []
-    for key, group in cells.groupby(["model", "task", "regime", "k", "seed"], dropna=False):
-        if group["dev_accuracy"].notna().any():
-            ranked = group.assign(_acc=group["dev_accuracy"].astype(float).fillna(-1.0),
-                                  _loss=group["dev_loss"].astype(float).fillna(math.inf))
-            chosen = ranked.sort_values(["_acc", "_loss", "template"], ascending=[False, True, True]).iloc[[0]]
-            rule = "dev"
-        else:
-            chosen, rule = group, "mean"
-        rows.append({
-            "model": key[0], "task": key[1], "regime": key[2], "k": key[3], "seed": key[4],
-            "seeded": bool(group["seeded"].iloc[0]), "prompting": bool(group["prompting"].iloc[0]),
-            "accuracy": chosen["metric_accuracy"].mean(), "templates": ",".join(sorted(chosen["template"])),
-            "macro_f1": chosen["metric_macro_f1"].mean() if "metric_macro_f1" in chosen else math.nan,
-            "largest_class_share": chosen["largest_class_share"].astype(float).max(),
-            "tied_predictions": chosen["tied_predictions"].astype(float).sum() if "tied_predictions" in chosen
-            and chosen["tied_predictions"].notna().all() else math.nan,
-            "warn_edge": bool(chosen["warn_edge"].any()), "warn_last_step": bool(chosen["warn_last_step"].any()),
-            "warnings_recorded": bool(chosen["warnings_recorded"].all()),
-            "rule": rule, "predictions": [p for p in chosen["predictions"] if isinstance(p, str)], "n": int(chosen["n"].iloc[0]),
-        })
-    return pd.DataFrame(rows)
-
-
-def correctness(paths: list[str]) -> pd.Series:
-    """Per test id: share of the given cells that got it right (1/0 for one cell)."""
-    frames = [load_predictions(p).set_index("id") for p in paths]
-    hits = [(f["pred"] == f["gold"]).astype(float) for f in frames]
-    return pd.concat(hits, axis=1).mean(axis=1)
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
@@ -91,7 +51,6 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
     regimes = sorted(at_k["regime"].unique(), key=regime_order)
     stats_by = {(t, r): g for (t, r), g in at_k.groupby(["task", "regime"])}
     means = {key: g["accuracy"].mean() for key, g in stats_by.items()}
-    from harness.leaderboard.verdict import compare
 
     rows, notes, pvalues = [], [], []
     best = {t: max((r for r in regimes if (t, r) in means), key=lambda r: means[(t, r)]) for t in tasks}
@@ -193,15 +152,16 @@ def _dev_test_correlation(group: pd.DataFrame) -> str:
 
 
 def balance_table(cells: pd.DataFrame, k: int) -> Table:
-    """Per task × regime at the headline k: accuracy next to macro-F1, and how much one class dominates."""
+    """Per task × regime at the headline k: every metric the tasks list, and how much one class dominates."""
     seeds = per_seed(cells)
     at_k = seeds[(seeds["k"] == k) | ~seeds["seeded"]]
+    metrics = shown_metrics([c.removeprefix("metric_") for c in cells.columns if c.startswith("metric_")])
     rows = []
     for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         share = g["largest_class_share"].astype(float)
         collapsed = int((share >= COLLAPSE).sum())
-        rows.append([(task, False), (regime, False), (f"{100 * g['accuracy'].mean():.1f}", False),
-                     (f"{100 * g['macro_f1'].mean():.1f}" if g["macro_f1"].notna().any() else "—", False),
+        rows.append([(task, False), (regime, False),
+                     *((_metric_text(m, g[m]) if m in g and g[m].notna().any() else "—", False) for m in metrics),
                      (f"{100 * share.mean():.1f}" if share.notna().any() else "—", False),
                      (f"{collapsed} of {len(g)}", collapsed > 0),
                      ("not counted" if g["tied_predictions"].isna().any() else f"{int(g['tied_predictions'].sum())}",
@@ -211,10 +171,20 @@ def balance_table(cells: pd.DataFrame, k: int) -> Table:
              f"seed puts ≥ {COLLAPSE:.0%} on one class. Tied predictions: test examples (summed over seeds) whose "
              "top two classes had exactly equal probability; harness 0.4 breaks each tie by a stable hash of the "
              "example id (before, every tie went to class 0, uncounted)."]
-    return Table(f"Prediction balance (k = {k})", ["task", "regime", "accuracy %", "macro-F1 %",
+    return Table(f"Prediction balance (k = {k})", ["task", "regime", *(_metric_header(m) for m in metrics),
                                                    "largest class share %", f"seeds ≥ {COLLAPSE:.0%} one class",
                                                    "tied predictions"],
                  rows, notes, key="balance")
+
+
+def _metric_header(name: str) -> str:
+    label = {"accuracy": "accuracy", "macro_f1": "macro-F1"}.get(name, name.replace("_", " "))
+    return f"{label} %" if METRICS[name].rate else label
+
+
+def _metric_text(name: str, values: pd.Series) -> str:
+    mean = values.astype(float).mean()
+    return f"{100 * mean:.1f}" if METRICS[name].rate else f"{mean:.3f}"
 
 
 def _zero_shot_dev_note(at_k: pd.DataFrame, k: int) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness.leaderboard.stats import hierarchical_bootstrap, percentile_interval, seed_level_p_value
-from harness.leaderboard.tables import correctness, per_seed, regime_order
+from harness.leaderboard.seeds import correctness, per_seed, regime_order
 
 WITHIN = 0.01  # "as good": within one accuracy point of the best
 

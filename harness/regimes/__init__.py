@@ -1,12 +1,11 @@
 """The regimes: an explicit registry of name -> regime, and the small Protocol each one meets.
 
-A regime owns everything about itself: its settings (a frozen dataclass resolved from the CLI options and the
-device: what the cell's config hash covers), whether it draws examples and needs a dev set, its variant
-name, how it runs one cell and what that cost. Nothing outside this package asks "is this `full`?"; it asks
-the regime. Importing this package never imports torch (the leaderboard reads it): regimes import their
-heavy code inside `run`.
+A regime owns everything about itself: its settings (a frozen dataclass, the one schema of its flags, run-file
+keys, JSON and config hash), whether it draws examples and needs a dev set, its variant name, how it runs one
+cell and what that cost. Nothing outside this package asks "is this `full`?"; it asks the regime. Importing this
+package never imports torch (the leaderboard reads it): regimes import their heavy code inside `run`.
 
-Adding a regime is one module here and one line in REGISTRY (plus its flags in cli.py).
+Adding a regime is one module here and one line in REGISTRY (its flags come from its settings).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import math
 import re
 
 from harness.errors import HarnessError
-from harness.regimes import full, head, lora, prompt_ft, prompting, scratch, tfidf
+from harness.regimes import full, head, ia3, lora, prompt_ft, prompting, scratch, tfidf
 from harness.regimes.protocol import Regime
 
 
@@ -24,10 +23,11 @@ REGISTRY: dict[str, Regime] = {
     "zero-shot": prompting.ZERO_SHOT,
     "few-shot": prompting.FEW_SHOT,
     "head": head.Head(),
-    "full": full.Full(),
-    "prompt-ft": prompt_ft.PromptFt(),
-    "lora": lora.Lora(),
-    "scratch": scratch.Scratch(),
+    "full": full.FULL,
+    "prompt-ft": prompt_ft.PROMPT_FT,
+    "lora": lora.LORA,
+    "ia3": ia3.IA3,
+    "scratch": scratch.SCRATCH,
     "tfidf": tfidf.Tfidf(),
 }
 
@@ -74,9 +74,11 @@ def untouched_reference() -> str | None:
     return next((n for n, r in REGISTRY.items() if r.prompting and not r.draws_examples), None)
 
 
-def no_transfer_reference() -> str:
-    """The regime that trains the same architecture from random weights: the transfer gain's baseline."""
-    return "scratch"
+def no_transfer_reference() -> str | None:
+    """The regime that trains the model's architecture from random weights (scratch): the transfer gain's
+    baseline — the one trained regime with nothing pretrained to forget."""
+    return next((n for n, r in REGISTRY.items() if not r.prompting and getattr(r, "source", None) is not None
+                 and getattr(r.source, "weights", None) == "fresh"), None)
 
 
 def freezing_depth(label: str) -> float | None:

@@ -1,15 +1,13 @@
-"""The training budget that `full`, `prompt-ft`, `lora` and `scratch` share: learning-rate grid, steps, batches, dev cadence and
-early stopping, with a default per device kind (a CPU keeps to minutes; a GPU gets LM-BFF's budget)."""
+"""The training budget every trained regime shares: the one training loop's every knob (training.py), declared
+once. A regime's settings list these fields with its own defaults; a regime may give CUDA its own defaults
+(`device_defaults`): a CPU keeps to minutes, a GPU gets LM-BFF's budget."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, TypeVar
+from dataclasses import dataclass
 
-from harness.errors import HarnessError
-from harness.regimes.options import NOT_HASHED, check_at_least, check_choice, overlay
+from harness.regimes.options import select_metric_setting, setting
 
-DEVICE_KINDS = ("cpu", "cuda")
 # LM-BFF trains 1000 steps and checks dev every 100; small models take larger rates, hence 1e-4 in the grid
 CUDA_BUDGET = {"learning_rates": (1e-5, 2e-5, 5e-5, 1e-4), "max_steps": 1000, "batch_size": 8, "eval_every": 50,
                "patience": 5}
@@ -17,35 +15,22 @@ CUDA_BUDGET = {"learning_rates": (1e-5, 2e-5, 5e-5, 1e-4), "max_steps": 1000, "b
 
 @dataclass(frozen=True)
 class Budget:
-    """How long and how a whole-model regime trains. The defaults are the CPU's; CUDA_BUDGET overrides them."""
+    """How a trained regime trains: AdamW, warmup then linear decay, clipping, dev checks, early stopping.
+    The defaults are `full`'s on a CPU; each regime redeclares the ones it changes."""
 
-    learning_rates: tuple[float, ...] = (4e-5,)  # --<regime>-learning-rates: selected on dev
-    max_steps: int = 24  # --<regime>-max-steps: optimizer steps per learning rate (early stopping may end sooner)
-    batch_size: int = 8  # --batch-size: examples per micro-batch
-    grad_accum: int = 1  # --grad-accum: micro-batches per optimizer step
-    eval_every: int = 8  # optimizer steps between dev checks
-    patience: int = 2  # dev checks without improvement before stopping
-    warmup_ratio: float = 0.1
-    max_tokens: int = 256  # --max-tokens: inputs are cut to this many tokens, inside the input field
-    gradient_checkpointing: bool = field(default=False, metadata=NOT_HASHED)  # --gradient-checkpointing
-    defaults: str = field(default="cpu", metadata=NOT_HASHED)  # --full-defaults: the device kind whose defaults
-
-
-B = TypeVar("B", bound=Budget)
-
-
-def resolve_budget(defaults: B, options: Mapping[str, Any], device_kind: str, regime: str,
-                   cuda: Mapping[str, Any] = CUDA_BUDGET) -> B:
-    """`defaults` (a Budget subclass) for the device kind asked (--full-defaults) or in use (`cuda` overrides the
-    CPU defaults on CUDA), then the options."""
-    kind = options.get("full_defaults") or device_kind
-    check_choice("--full-defaults", kind, DEVICE_KINDS)
-    base = replace(defaults, defaults=kind, **(cuda if kind == "cuda" else {}))
-    settings = overlay(base, options, regime)
-    flag = regime.replace("_", "-")
-    if not settings.learning_rates:
-        raise HarnessError(f"--{flag}-learning-rates needs at least one learning rate")
-    for name, value in ((f"--{flag}-max-steps", settings.max_steps), ("--batch-size", settings.batch_size),
-                        ("--grad-accum", settings.grad_accum), ("--max-tokens", settings.max_tokens)):
-        check_at_least(name, value, 8 if name == "--max-tokens" else 1)
-    return settings
+    learning_rates: tuple[float, ...] = setting((4e-5,), "learning-rate grid, selected on dev", scope="regime",
+                                                above=0)
+    max_steps: int = setting(24, "optimizer steps per learning rate (early stopping may end sooner)",
+                             scope="regime", minimum=1)
+    batch_size: int = setting(8, "examples per micro-batch", minimum=1)
+    grad_accum: int = setting(1, "micro-batches per optimizer step", minimum=1)
+    eval_every: int = setting(8, "optimizer steps between dev checks", scope="regime", minimum=1)
+    patience: int = setting(2, "dev checks without improvement before stopping", scope="regime", minimum=1)
+    warmup_ratio: float = setting(0.1, "share of the steps with a rising learning rate", scope="regime", minimum=0)
+    weight_decay: float = setting(0.01, "AdamW's weight decay", scope="regime", minimum=0)
+    max_grad_norm: float = setting(1.0, "gradients clipped to this norm", scope="regime", above=0)
+    max_tokens: int = setting(256, "inputs are cut to this many tokens, inside their longest field", minimum=8)
+    select_metric: str = select_metric_setting()
+    gradient_checkpointing: bool = setting(False, "trade compute for memory", hashed=False)
+    device_defaults: str = setting("cpu", "take this device kind's default budget (cpu, cuda) instead of the "
+                                          "one in use's, e.g. to match cells computed on a GPU", hashed=False)

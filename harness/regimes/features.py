@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from harness.backbone import anatomy
 from harness.cpu_linear import onednn_linears
-from harness.regimes.training import pool
+from harness.regimes.classifier import pool
 
 
 class FeatureStore:

@@ -1,69 +1,71 @@
-"""`lora`: low-rank adapters (peft) on the projections of a copy of the backbone, plus a new head; the backbone's
-own weights stay frozen. `full`'s data, dev selection and budget rules; it stores only the adapter and the head.
-
-This module is the regime (settings, variant, cost); peft is imported by lora_fit.py when a cell trains.
-"""
+"""`lora`: low-rank adapters (peft) on the linear projections of a frozen copy of the backbone, plus a new head
+(or, `--lora-scoring prompt`, no head: prompt-ft's answer scores). It stores only the adapter and the head."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from harness.regimes.budget import CUDA_BUDGET, resolve_budget
-from harness.regimes.full import Full, FullSettings
-from harness.regimes.options import HEAD_INITS, POOLINGS, check_at_least, check_choice
-from harness.regimes.prompt_ft import PromptFt
-from harness.regimes.protocol import Device, RegimeRun, Shared
-from harness.types import FitData, Template
-
-# adapters start at zero and take larger steps than whole weights
-LORA_CUDA_BUDGET = {**CUDA_BUDGET, "learning_rates": (1e-4, 3e-4, 1e-3, 3e-3)}
+from harness.errors import HarnessError
+from harness.regimes.budget import CUDA_BUDGET, Budget
+from harness.regimes.objectives import (ANSWER_SCORES, NewHead, c_grid_setting, head_init_setting,
+                                        head_learning_rate_setting, pooling_setting)
+from harness.regimes.options import redefault, setting
+from harness.regimes.sources import Backbone
+from harness.regimes.trained import TrainedRegime
 
 
 @dataclass(frozen=True)
-class LoraSettings(FullSettings):
-    """`full`'s settings, plus the adapter's rank, scale and target modules."""
+class LoraSettings(Budget):
+    """How `lora` trains: the shared budget (adapters start at zero and take larger steps), the adapters, and the
+    new head or the answer scores."""
 
-    learning_rates: tuple[float, ...] = (1e-3,)  # --lora-learning-rates: selected on dev
-    rank: int = 8  # --lora-rank
-    alpha: int = 16  # --lora-alpha: the update is scaled by alpha / rank
-    # --lora-targets: module names (suffixes) in the blocks; "all-linear": every linear projection (peft's choice)
-    targets: tuple[str, ...] = ("all-linear",)
-    # --lora-scoring: "head" (a new linear head, as full) or "prompt" (no head: the adapted LM's answer scores after
-    # the template, trained and predicted as prompt-ft does)
-    scoring: str = "head"
+    learning_rates: tuple[float, ...] = redefault(Budget, "learning_rates", (1e-3,))
+    rank: int = setting(8, "adapter rank", scope="regime", minimum=1)
+    alpha: int = setting(16, "adapter scale: the update is multiplied by alpha / rank", scope="regime", minimum=1)
+    targets: tuple[str, ...] = setting(("all-linear",), "linear module names in the blocks, or 'all-linear'",
+                                       scope="regime")
+    scoring: str = setting("head", "a new linear 'head', or the adapted LM's answer scores as prompt-ft ('prompt')",
+                           scope="regime", choices=("head", "prompt"))
+    head_learning_rate: float = head_learning_rate_setting()
+    pooling: str = pooling_setting()
+    head_init: str = head_init_setting()
+    c_grid: tuple[float, ...] = c_grid_setting()  # --head-init probe
 
 
-class Lora(Full):
-    """`full` with the copy's weights frozen and low-rank adapters trained beside them."""
+def lora_config(settings: LoraSettings, module: Any) -> Any:
+    """peft's LoRA config on the targets; a target the module lacks is one line listing its linear modules."""
+    from peft import LoraConfig
 
-    name = "lora"
+    targets = list(settings.targets)
+    if targets != ["all-linear"]:
+        linear = linear_module_names(module)
+        missing = [t for t in targets if t not in linear]
+        if missing:
+            raise HarnessError(f"--lora-targets {','.join(missing)}: the model has no such linear module "
+                               f"(its linear modules: {', '.join(sorted(linear))})")
+    return LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=0.0,
+                      target_modules="all-linear" if targets == ["all-linear"] else targets)
 
-    def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[LoraSettings]:
-        settings = resolve_budget(LoraSettings(), options, device.kind, self.name, LORA_CUDA_BUDGET)
-        check_choice("pooling", settings.pooling, POOLINGS)
-        check_choice("head init", settings.head_init, HEAD_INITS)
-        check_at_least("--lora-rank", settings.rank, 1)
-        check_at_least("--lora-alpha", settings.alpha, 1)
-        check_choice("lora scoring", settings.scoring, ("head", "prompt"))
-        return (replace(settings, targets=tuple(settings.targets)),)
 
-    def variant(self, settings: LoraSettings) -> str:
-        parts = [] if settings.scoring == "head" else [settings.scoring]
-        parts += [] if settings.rank == LoraSettings.rank else [f"r{settings.rank}"]
-        if settings.targets != LoraSettings.targets:
-            parts.append("-".join(settings.targets))
-        if settings.head_init != "zero":
-            parts.append(f"{settings.head_init}-init")
-        return "-".join(parts)
+def linear_module_names(model: Any) -> set[str]:
+    """The last name of every linear module (or GPT-2's Conv1D projection): what --lora-targets may name."""
+    from torch import nn
 
-    def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: LoraSettings, seed: int,
-            progress: bool) -> RegimeRun:
-        from harness.regimes.lora_fit import add_lora
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"}
 
-        if settings.scoring == "prompt":
-            return PromptFt().train(lm, shared, template, data, settings, seed, progress,
-                                    adapter=partial(add_lora, settings=settings))
-        return self.train(lm, shared, template, data, settings, seed, progress, fresh=False,
-                          adapter=partial(add_lora, settings=settings))
+
+def variant(settings: LoraSettings) -> str:
+    parts = [] if settings.scoring == "head" else [settings.scoring]
+    parts += [] if settings.rank == LoraSettings.rank else [f"r{settings.rank}"]
+    if settings.targets != LoraSettings.targets:
+        parts.append("-".join(settings.targets))
+    if settings.head_init != "zero":
+        parts.append(f"{settings.head_init}-init")
+    return "-".join(parts)
+
+
+LORA = TrainedRegime("lora", LoraSettings, Backbone("pretrained", adapters=lora_config),
+                     lambda settings: ANSWER_SCORES if settings.scoring == "prompt" else NewHead(zero_std=0.02),
+                     variant, cuda={**CUDA_BUDGET, "learning_rates": (1e-4, 3e-4, 1e-3, 3e-3)})

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from harness.metrics import dev_scores
 from harness.regimes.checks import grid_edge
 
 if TYPE_CHECKING:  # scikit-learn is imported when a probe is fitted: the registry (and the leaderboard) stay light
@@ -47,7 +46,9 @@ class Probe:
 
     def selection(self, rule: str) -> dict[str, Any]:
         """What a result records of the search: the rule, the choice, its dev scores, every C's."""
+        chosen = next(t for t in self.tried if t["C"] == self.c)
         return {"rule": rule, "chosen": {"C": self.c}, "dev_accuracy": self.dev_accuracy, "dev_loss": self.dev_loss,
+                **({"dev_score": chosen["dev_score"]} if "dev_score" in chosen else {}),
                 "grid": self.tried}
 
     def raw_weights(self) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +65,9 @@ class Probe:
 
 
 def fit_probe(train: Any, train_labels: Sequence[int], dev: Any, dev_labels: Sequence[int], classes: int,
-              grid: Sequence[float] = C_GRID, standardize: bool = True) -> Probe:
+              grid: Sequence[float] = C_GRID, standardize: bool = True, metric: str = "accuracy") -> Probe:
     """Standardise with the training features' mean and std (unless told not to: sparse tf-idf), fit one probe
-    per C, keep the best on dev: accuracy, then log-loss, then the smaller C (the grid's order)."""
+    per C, keep the best on dev: the metric (accuracy), then log-loss, then the smaller C (the grid's order)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
     from sklearn.preprocessing import StandardScaler
@@ -84,12 +85,24 @@ def fit_probe(train: Any, train_labels: Sequence[int], dev: Any, dev_labels: Seq
         probs = _all_classes(model, model.predict_proba(x_dev), classes)
         accuracy = float(np.mean(probs.argmax(1) == np.asarray(dev_labels)))
         loss = float(log_loss(dev_labels, probs, labels=labels))
-        tried.append({"C": c, "dev_accuracy": accuracy, "dev_loss": loss})
-        key = (-accuracy, loss if math.isfinite(loss) else math.inf, position)
+        score = accuracy if metric == "accuracy" else dev_scores(metric, dev_labels, probs)["dev_score"]
+        tried.append({"C": c, "dev_accuracy": accuracy, "dev_loss": loss,
+                      **({"dev_score": score} if metric != "accuracy" else {})})
+        key = (-score, loss if math.isfinite(loss) else math.inf, position)
         if best is None or key < best[0]:
             best = (key, c, model, accuracy, loss)
     _, c, model, accuracy, loss = best
     return Probe(scaler, model, classes, c, accuracy, loss, tried)
+
+
+def train_probe(store: Any, texts: dict[str, list[str]], labels: dict[str, list[int]], classes: int, settings: Any,
+                progress: bool = False) -> Probe:
+    """The probe on the cached pooled features (a FeatureStore) of the train texts, C chosen on the dev texts by
+    the settings' select_metric (settings: pooling, max_tokens, batch_size, c_grid)."""
+    feats = {split: store.pooled(texts[split], settings.pooling, settings.max_tokens, settings.batch_size,
+                                 progress).numpy() for split in ("train", "dev")}
+    return fit_probe(feats["train"], labels["train"], feats["dev"], labels["dev"], classes, settings.c_grid,
+                     metric=settings.select_metric)
 
 
 def _all_classes(model: LogisticRegression, probs: np.ndarray, classes: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, ContextManager, Mapping, Protocol
 
 from harness.types import Cost, FitData, Prediction, Template
 
@@ -22,7 +22,6 @@ class Shared:
 
     features: Any  # FeatureStore: backbone features per distinct input (head), token counts (head, full)
     scores: dict[Any, Any] = field(default_factory=dict)  # prompting: scored inputs per (template, demos, inputs)
-    forgetting: Any = None  # ForgettingProbes (--forgetting): the held-out text and watched tasks, scored once
 
 
 @dataclass
@@ -32,12 +31,17 @@ class RegimeRun:
     predictions: list[Prediction]
     cost: Cost
     details: dict[str, Any] = field(default_factory=dict)  # settings, selection, train/demo/dev ids, ...
+    # the causal LM as a user would deploy it after this cell's training: base model -> a context that applies
+    # what was trained (and undoes it on exit); None: the base model unchanged. The runner measures forgetting
+    # (--forgetting) through it when the regime adapts the backbone.
+    deployed: Callable[[Any], ContextManager[Any]] | None = None
 
 
 class Regime(Protocol):
     """One way of scoring the base model on a task."""
 
     name: str  # the word in flags, file names, JSON and tables
+    settings: type  # its frozen settings dataclass: the one schema of its flags, run-file keys, JSON and hash
     prompting: bool  # scores the LM's own answers without training (few-shot is the learning curves' reference)
     draws_examples: bool  # learns from the k-shot training set (False: zero-shot, whose cells take a k and a
     #                       seed only to select on that draw's dev set, else one cell per template)
@@ -48,12 +52,13 @@ class Regime(Protocol):
         """Whether a cell draws a dev set, given its settings and how many templates the run compares."""
 
     def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[Any, ...]:
-        """Frozen settings dataclasses, one per variant the options ask for (an option listing several values
-        of a variant's axis gives several): CLI options over the device's defaults; bad values are HarnessError."""
+        """Frozen settings, one per variant the options ask for (an axis field given several values gives several):
+        options over the device's defaults (`options.resolve_settings`); bad values are HarnessError."""
 
     def variant(self, settings: Any) -> str:
         """A name for settings that change results ('' for the defaults): head's 'top2', 'mean-pool', ..."""
 
-    def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: Any, seed: int,
+    def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: Any,
             progress: bool) -> RegimeRun:
-        """Predict data.test (its labels are not there) after learning from data.train, selecting on data.dev."""
+        """Predict data.test (its labels are not there) after learning from data.train (drawn with data.seed,
+        data.k per class), selecting on data.dev."""

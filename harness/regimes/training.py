@@ -1,9 +1,9 @@
-"""The one training loop shared by `head` (top-N unfrozen) and `full`, and what it trains: a classifier
-on the hidden state of the last non-pad token (or the mean over tokens)."""
+"""The one training loop of every trained regime (`full`, `prompt-ft`, `lora`, `scratch`, `ia3`, `head
+--unfreeze-top`), driven by the budget settings (budget.py): every knob it turns is a settings field, recorded in
+the result and hashed. Also what it trains on (padded rows, length-grouped batches) and what a search records."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -15,8 +15,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.errors import CellFailed
+from harness.metrics import dev_scores, selection_key
+from harness.regimes.budget import Budget
 from harness.regimes.checks import grid_edge, last_step
-from harness.types import Prediction, TestInput
 
 
 class TrainingDiverged(CellFailed):
@@ -26,47 +27,19 @@ class TrainingDiverged(CellFailed):
         super().__init__(f"loss became {loss} at step {step}", step)
 
 
-def init_weights(lm_head: nn.Module | None, answer_ids: Sequence[int] | None, dim: int, classes: int,
-                 init: str, probe: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(classes, dim) weights and bias: zeros, the LM head's rows for each class's first answer token, or the
-    trained probe's weights on the unstandardised features (LP-FT)."""
-    if init == "verbalizer" and lm_head is not None and answer_ids is not None:
-        return lm_head.weight[list(answer_ids)].detach().float().clone(), torch.zeros(classes)
-    if init == "probe" and probe is not None:
-        weight, bias = probe.raw_weights()
-        return torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32)
-    return torch.zeros(classes, dim), torch.zeros(classes)
-
-
-def budget_warnings(grid_name: str, grid: Sequence[float], chosen: float, best_step: int, steps: int,
-                    max_steps: int) -> list[str]:
-    """What a reviewer would flag in a selection: a grid's edge chosen, or the best checkpoint at the last step
-    of a run that was not stopped early (the budget may not have converged)."""
-    return grid_edge(grid_name, grid, chosen) + last_step(best_step, steps, max_steps)
-
-
-def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """(batch, seq, dim) hidden states -> (batch, dim): last non-pad token (right padding) or masked mean."""
-    if how == "last":
-        last = mask.sum(1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-
-
-class SequenceClassifier(nn.Module):
-    """A transformer stack (the whole backbone, or its top blocks run on cached inputs) plus a linear head."""
-
-    def __init__(self, body: Callable[..., torch.Tensor], modules: nn.Module, head: nn.Linear, pooling: str):
-        super().__init__()
-        self.modules_trained = modules
-        self.body = body  # (inputs, mask) -> (batch, seq, dim) final-norm hidden states
-        self.head = head
-        self.pooling = pooling
-
-    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.body(inputs, mask)
-        return self.head(pool(hidden, mask, self.pooling).to(self.head.weight.dtype))
+def pad_rows(rows: Sequence[Any], pad: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded rows and their mask: token-id lists -> (n, width) ids padded with `pad`; (tokens, dim) hidden
+    states -> (n, width, dim) padded with zeros. The mask is (n, width), 1 on real positions."""
+    width = max(len(r) for r in rows)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    if rows and isinstance(rows[0], torch.Tensor):
+        out = torch.zeros(len(rows), width, rows[0].shape[1], dtype=torch.float32)
+    else:
+        out = torch.full((len(rows), width), pad, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row if isinstance(row, torch.Tensor) else torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return out.to(device), mask.to(device)
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 16) -> list[list[int]]:
@@ -88,48 +61,11 @@ def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -
 
 
 @dataclass
-class FitResult:
-    """Per-class probabilities for each test input (in order), and what training chose and cost."""
-
-    probs: list[list[float]]
-    details: dict[str, Any]  # what the result file records: selection (chosen values, dev scores, history), ...
-    trainable_parameters: int
-    train_steps: int
-    trained_tokens: int | None = None  # None: each training input once (a head on cached features)
-    top_block_parameters: int = 0  # parameters of the blocks trained on cached inputs (head, N > 0)
-    bytes_per_parameter: int = 4  # of the trained weights, as a user would store them
-    trained: nn.Module | None = None  # the trained modules (tests look at them; never written)
-    scored: list[Prediction] | None = None  # predictions with answer log-likelihoods (prompt-ft scores as zero-shot)
-
-    def predictions(self, test: Sequence[TestInput]) -> list[Prediction]:
-        """Predictions in test order, without gold labels (the runner joins them)."""
-        if self.scored is not None:
-            return self.scored
-        return [Prediction(id=x.id, gold=None, probs=tuple(p)) for x, p in zip(test, self.probs)]
-
-
-@dataclass
-class LoopConfig:
-    """One training run's hyperparameters."""
-
-    learning_rate: float
-    max_steps: int  # optimizer steps
-    batch_size: int  # examples per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    eval_every: int = 10  # optimizer steps between dev evaluations
-    patience: int = 3  # evaluations without dev improvement before stopping
-    seed: int = 13
-
-
-@dataclass
 class LoopResult:
     """The best dev checkpoint (in memory) and what training cost."""
 
     best_state: dict[str, torch.Tensor]
-    best_dev: tuple[float, float]  # (accuracy, -loss): higher is better
+    best_dev: dict[str, float]  # dev_accuracy, dev_loss, dev_score (the selection metric, higher is better)
     best_step: int
     steps: int
     tokens: int
@@ -137,122 +73,134 @@ class LoopResult:
     history: list[dict[str, float]] = field(default_factory=list)
     step_seconds: float = 0.0  # time in forward/backward/optimizer steps, dev checks excluded
 
+    @property
+    def key(self) -> tuple[float, float]:
+        return selection_key(self.best_dev) if self.best_dev else (-math.inf, -math.inf)
 
-def train_loop(model: SequenceClassifier, params: list[nn.Parameter] | list[dict[str, Any]], make_batch: Callable[[list[int]], tuple],
-               train_idx: Sequence[int], lengths: Sequence[int], dev_score: Callable[[], tuple[float, float]],
-               cfg: LoopConfig, autocast: Callable[[], Any], progress: bool = False) -> LoopResult:
-    """AdamW, warmup then linear decay, clipping, dev checks every `eval_every` steps, best state kept.
 
-    `params`: the parameters, or AdamW parameter groups (a group's own "lr", e.g. a new head's, is scheduled
-    like the rest)."""
+@dataclass
+class Fit:
+    """The best run over a learning-rate grid: its trained model (best checkpoint loaded) and its record."""
+
+    model: nn.Module
+    learning_rate: float
+    result: LoopResult
+
+
+def dev_score(logits: torch.Tensor, labels: torch.Tensor, metric: str) -> dict[str, float]:
+    """Dev accuracy, loss and the selection metric of a model's dev logits."""
+    loss = nn.functional.cross_entropy(logits.float(), labels).item()
+    accuracy = (logits.argmax(-1) == labels).float().mean().item()
+    score = accuracy if metric == "accuracy" else dev_scores(
+        metric, labels.tolist(), torch.softmax(logits.float(), -1).tolist())["dev_score"]
+    return {"dev_accuracy": accuracy, "dev_loss": loss, "dev_score": score}
+
+
+def train_loop(model: nn.Module, groups: list[dict[str, Any]], make_batch: Callable[[list[int]], tuple],
+               lengths: Sequence[int], dev: Callable[[], dict[str, float]], budget: Budget, learning_rate: float,
+               seed: int, autocast: Callable[[], Any], progress: bool = False) -> LoopResult:
+    """AdamW over parameter `groups` (a group's own "lr", e.g. a new head's, is scheduled like the rest), warmup
+    then linear decay, clipping, a dev check every `eval_every` steps and at the last, the best state kept, early
+    stopping after `patience` checks without improvement."""
     from transformers import get_linear_schedule_with_warmup
 
-    torch.manual_seed(cfg.seed)
-    groups = [{"params": params}] if not params or not isinstance(params[0], dict) else params
+    torch.manual_seed(seed)
     params = [p for group in groups for p in group["params"]]
-    optimizer = _adamw(groups, cfg)
-    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+    optimizer = _adamw(groups, learning_rate, budget.weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(budget.warmup_ratio * budget.max_steps),
+                                               budget.max_steps)
     loss_fn = nn.CrossEntropyLoss()
-    batches = _cycle_batches([lengths[i] for i in train_idx], cfg.batch_size, cfg.seed)
-    best = LoopResult({}, (-1.0, -math.inf), 0, 0, 0, 0)
+    batches = _cycle_batches(lengths, budget.batch_size, seed)
+    best = LoopResult({}, {}, 0, 0, 0, 0)
     stale = 0
-    bar = tqdm(total=cfg.max_steps, desc=f"training lr={cfg.learning_rate:g}", disable=not progress, leave=False)
+    bar = tqdm(total=budget.max_steps, desc=f"training lr={learning_rate:g}", disable=not progress, leave=False)
     model.train()
-    for step in range(1, cfg.max_steps + 1):
+    for step in range(1, budget.max_steps + 1):
         started = time.perf_counter()
-        for _ in range(cfg.grad_accum):
-            rows = [train_idx[i] for i in next(batches)]
-            inputs, mask, labels = make_batch(rows)
+        for _ in range(budget.grad_accum):
+            inputs, mask, labels = make_batch(next(batches))
             with autocast():
-                loss = loss_fn(model(inputs, mask).float(), labels) / cfg.grad_accum
+                loss = loss_fn(model(inputs, mask).float(), labels) / budget.grad_accum
             if not torch.isfinite(loss):
                 raise TrainingDiverged(step, float(loss.detach()))
             loss.backward()
             best.tokens += int(mask.sum())
             best.padded_tokens += mask.numel()
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         best.step_seconds += time.perf_counter() - started
         bar.update(1)
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+        best.steps = step
+        if step % budget.eval_every == 0 or step == budget.max_steps:
             model.eval()
-            score = dev_score()
+            score = dev()
             model.train()
-            best.history.append({"step": step, "dev_accuracy": score[0], "dev_loss": -score[1]})
-            if score > best.best_dev:
+            recorded = score if budget.select_metric != "accuracy" else {k: v for k, v in score.items()
+                                                                         if k != "dev_score"}
+            best.history.append({"step": step, **recorded})
+            if selection_key(score) > best.key:
                 best.best_dev, best.best_step, stale = score, step, 0
                 best.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()
                                    if k.startswith(("modules_trained.", "head."))}
             else:
                 stale += 1
-                if stale >= cfg.patience:
-                    best.steps = step
+                if stale >= budget.patience:
                     break
-        best.steps = step
     bar.close()
     model.eval()
     return best
 
 
-def autocast_for(device: torch.device) -> Callable[[], Any]:
-    """bf16 autocast on CUDA (fp32 master weights), nothing on a CPU."""
-    if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list]], make_batch: Callable[[list[int]], tuple],
-                            lengths: Sequence[int], dev_logits: Callable[[nn.Module], torch.Tensor],
-                            dev_labels: torch.Tensor, cfg: Any, seed: int, autocast: Callable[[], Any],
-                            progress: bool = False) -> tuple[LoopResult, float, nn.Module]:
-    """One training run per learning rate of cfg (a Budget), each on a model `build(lr)` makes (with its parameters
-    or parameter groups); the best dev checkpoint over all of them is loaded into its model and returned."""
-    best = None
-    for lr in cfg.learning_rates:
+def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list[dict[str, Any]]]],
+                            make_batch: Callable[[list[int]], tuple], lengths: Sequence[int],
+                            dev_logits: Callable[[nn.Module], torch.Tensor], dev_labels: torch.Tensor,
+                            budget: Any, seed: int, autocast: Callable[[], Any], progress: bool = False) -> Fit:
+    """One training run per learning rate of the budget, each on a model `build(lr)` makes with its parameter
+    groups; the best dev checkpoint over all of them is loaded into its model and returned."""
+    best: Fit | None = None
+    for lr in budget.learning_rates:
         # a new head's and an adapter's random start come from the cell's seed, not from whatever the process ran
         # before (harness < 0.4 drew them from the global state: a cell's numbers depended on the cells before it)
         torch.manual_seed(seed)
-        model, params = build(lr)
-
-        def dev_score(model: nn.Module = model) -> tuple[float, float]:
-            logits = dev_logits(model)
-            loss = nn.functional.cross_entropy(logits, dev_labels).item()
-            return (logits.argmax(-1) == dev_labels).float().mean().item(), -loss
-
-        loop_cfg = LoopConfig(learning_rate=lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
-                              grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, eval_every=cfg.eval_every,
-                              patience=cfg.patience, seed=seed)
-        result = train_loop(model, params, make_batch, range(len(lengths)), lengths, dev_score, loop_cfg, autocast,
-                            progress)
-        if best is None or result.best_dev > best[0].best_dev:
-            best = (result, lr, model)
+        model, groups = build(lr)
+        result = train_loop(model, groups, make_batch, lengths,
+                            lambda: dev_score(dev_logits(model), dev_labels, budget.select_metric), budget, lr, seed,
+                            autocast, progress)
+        if best is None or result.key > best.result.key:
+            best = Fit(model, lr, result)
         else:
             del model
-    result, lr, model = best
-    model.load_state_dict(result.best_state, strict=False)
-    return result, lr, model
+    best.model.load_state_dict(best.result.best_state, strict=False)
+    return best
 
 
-def selection_details(result: LoopResult, lr: float, cfg: Any) -> dict[str, Any]:
-    """What a result records of a learning-rate search: the choice, the dev history, the warnings."""
+def selection_details(fit: Fit, budget: Any, lengths: Sequence[int], seed: int) -> dict[str, Any]:
+    """What a result records of a learning-rate search: the choice, the dev history, the warnings, padding."""
+    result = fit.result
     return {
-        "selection": {"rule": "best dev checkpoint (accuracy, then loss) over learning_rates and evaluations",
-                      "chosen": {"learning_rate": lr}, "best_step": result.best_step, "steps": result.steps,
-                      "dev_accuracy": result.best_dev[0], "dev_loss": -result.best_dev[1], "history": result.history},
-        "warnings": budget_warnings("learning rate", cfg.learning_rates, lr, result.best_step, result.steps,
-                                    cfg.max_steps),
+        "selection": {"rule": f"best dev checkpoint ({budget.select_metric}, then loss) over learning_rates and "
+                              f"evaluations",
+                      "chosen": {"learning_rate": fit.learning_rate}, "best_step": result.best_step,
+                      "steps": result.steps, "dev_accuracy": result.best_dev["dev_accuracy"],
+                      "dev_loss": result.best_dev["dev_loss"], "history": result.history,
+                      **({"dev_score": result.best_dev["dev_score"], "metric": budget.select_metric}
+                         if budget.select_metric != "accuracy" else {})},
+        "warnings": grid_edge("learning rate", budget.learning_rates, fit.learning_rate)
+        + last_step(result.best_step, result.steps, budget.max_steps),
         "train_step_seconds": round(result.step_seconds, 3),
+        "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
+        "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, budget.batch_size, seed)),
     }
 
 
-def _adamw(params: list[dict[str, Any]], cfg: LoopConfig) -> torch.optim.Optimizer:
+def _adamw(groups: list[dict[str, Any]], lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """The fused AdamW kernel where this torch has one for the device (as transformers' Trainer does)."""
     try:
-        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
 def _cycle_batches(lengths: Sequence[int], batch_size: int, seed: int) -> Iterator[list[int]]:

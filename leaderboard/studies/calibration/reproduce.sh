@@ -6,6 +6,5 @@
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUNS=${2:-leaderboard/studies/calibration/runs}
-harness eval --tasks sst2,subj,trec,bbc_news --regimes zero-shot,few-shot --calibration none,content-free,dev-prior \
-  --k 16 --seeds 13,21,42,87,100 --limit 500 --templates all --data-dir "$DATA" --out "$RUNS"
+harness eval --config leaderboard/studies/calibration/run.yaml --data-dir "$DATA" --out "$RUNS"
 harness leaderboard "$RUNS" --out leaderboard/studies/calibration --k 16 --notes leaderboard/studies/calibration/NOTES.md

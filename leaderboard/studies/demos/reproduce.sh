@@ -9,6 +9,5 @@
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUNS=${2:-leaderboard/studies/demos/runs}
-harness eval --tasks sst2,subj --regimes few-shot --calibration none,dev-prior --demos dev \
-  --k 16 --seeds 13,21,42,87,100 --limit 500 --templates all --data-dir "$DATA" --out "$RUNS"
+harness eval --config leaderboard/studies/demos/run.yaml --data-dir "$DATA" --out "$RUNS"
 harness leaderboard "$RUNS" --out leaderboard/studies/demos --k 16

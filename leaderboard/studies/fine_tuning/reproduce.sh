@@ -13,19 +13,20 @@ set -euo pipefail
 MODE=${1:?cpu or cuda}
 DATA=${2:-../shared/data}
 RUNS=${3:-leaderboard/studies/fine_tuning/runs-$MODE}
-COMMON=(--k 16 --seeds 13,21,42,87,100 --limit 1000 --data-dir "$DATA" --out "$RUNS")
+F=leaderboard/studies/fine_tuning
+COMMON=(--data-dir "$DATA" --out "$RUNS")
 if [ "$MODE" = cpu ]; then
-  harness eval --tasks sst2,subj,trec,bbc_news --regimes head --templates all "${COMMON[@]}"
-  harness eval --tasks sst2,subj --templates lmbff --regimes full,prompt-ft "${COMMON[@]}"
-  harness eval --tasks trec --templates answer_type --regimes full,prompt-ft "${COMMON[@]}"
-  harness eval --tasks sst2 --templates lmbff --regimes full --head-init probe "${COMMON[@]}"
+  harness eval --config $F/cpu-head.yaml "${COMMON[@]}"
+  harness eval --config $F/cpu-full-prompt-ft.yaml --tasks sst2,subj --templates lmbff "${COMMON[@]}"
+  harness eval --config $F/cpu-full-prompt-ft.yaml --tasks trec --templates answer_type "${COMMON[@]}"
+  harness eval --config $F/cpu-lp-ft.yaml "${COMMON[@]}"
 else
   PROCESSES=${PROCESSES:-4}
   for i in $(seq "$PROCESSES"); do
-    harness eval --tasks sst2,subj,trec,bbc_news --regimes full,prompt-ft --templates all --full-defaults cuda "${COMMON[@]}" &
+    harness eval --config $F/cuda-full-prompt-ft.yaml "${COMMON[@]}" &
   done
   wait
-  harness eval --tasks sst2,subj,trec,bbc_news --regimes full --head-init probe --templates all --full-defaults cuda "${COMMON[@]}"
+  harness eval --config $F/cuda-lp-ft.yaml "${COMMON[@]}"
 fi
 if [ "$MODE" = cpu ]; then
   harness leaderboard "$RUNS" --out leaderboard/studies/fine_tuning --k 16 --notes leaderboard/studies/fine_tuning/NOTES.md

@@ -10,16 +10,16 @@
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUNS=${2:-leaderboard/studies/transfer/runs-cpu}
-COMMON=(--k 16 --seeds 13,21,42,87,100 --limit 200 --data-dir "$DATA" --out "$RUNS" --calibration none,dev-prior)
-REGIMES=(--regimes zero-shot,few-shot,head,full,lora)
+T=leaderboard/studies/transfer
+COMMON=(--data-dir "$DATA" --out "$RUNS")
 export OMP_NUM_THREADS=1
 {
-  harness eval --tasks sst2 --templates lmbff --eval-tasks mr --forgetting agnews,trec "${REGIMES[@]}" "${COMMON[@]}"
-  harness eval --tasks mr --templates lmbff "${REGIMES[@]}" "${COMMON[@]}"  # the target trained on its own k
+  harness eval --config $T/sst2-to-mr.yaml "${COMMON[@]}"
+  harness eval --config $T/mr.yaml "${COMMON[@]}"
 } &
 {
-  harness eval --tasks agnews --templates topic --eval-tasks bbc_news --forgetting sst2,trec "${REGIMES[@]}" "${COMMON[@]}"
-  harness eval --tasks bbc_news --templates short --regimes zero-shot,few-shot,head "${COMMON[@]}"
+  harness eval --config $T/agnews-to-bbc_news.yaml "${COMMON[@]}"
+  harness eval --config $T/bbc_news.yaml "${COMMON[@]}"
 } &
 wait
 harness leaderboard "$RUNS" --out leaderboard/studies/transfer --k 16 --notes leaderboard/studies/transfer/NOTES.md

@@ -1,24 +1,17 @@
-"""How `prompt-ft` trains: a copy of the whole LM, cross-entropy over the classes' answer log-likelihoods after
-the template (LM-BFF's objective for a causal LM), best dev checkpoint per learning rate; then the copy scores
-the test set with the zero-shot scorer."""
+"""The classes' answer scores after the template, as a trainable module: prompt-ft's objective (LM-BFF's, for a
+causal LM). Each class's summed answer log-likelihood, exactly what zero-shot compares (torch)."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from harness.cpu_linear import onednn_linears
-from harness.prompts import answers
-from harness.regimes.budget import Budget
-from harness.regimes.prompting import predict_prompting
-from harness.regimes.training import FitResult, autocast_for, fit_over_learning_rates, selection_details
+from harness.regimes.training import pad_rows
 from harness.scoring import ScoreRequest, tokenize_requests
-from harness.truncation import render_within
-from harness.types import FitData, Template
 
 
 @dataclass
@@ -68,54 +61,7 @@ class AnswerScorer(nn.Module):
         return scores.index_add(0, flat, token_logprobs).view(len(batch.spans), classes)
 
 
-def fit_prompt_ft(lm: Any, template: Template, data: FitData, cfg: Budget, seed: int,
-                  progress: bool = False, adapter: Callable[[nn.Module], nn.Module] | None = None) -> FitResult:
-    """Train on data.train per learning rate, keep the best dev checkpoint (accuracy, then loss), score the test
-    inputs with the zero-shot scorer on the trained copy."""
-    model, tokenizer = lm.model, lm.tokenizer
-    device = model.device
-    choices = tuple(answers(template))
-    longest_answer = max(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
-    encoded = {split: [_scored(tokenizer, text, choices, cfg.max_tokens)
-                       for text in render_within(template, examples, tokenizer, cfg.max_tokens, longest_answer)]
-               for split, examples in (("train", data.train), ("dev", data.dev))}
-    labels = {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    autocast = autocast_for(device)
-
-    def build(lr: float) -> tuple[AnswerScorer, list]:
-        copied = copy.deepcopy(model).float()  # fp32 master weights; the base untouched
-        for p in copied.parameters():
-            p.requires_grad_(True)
-        if cfg.gradient_checkpointing and hasattr(copied, "gradient_checkpointing_enable"):
-            copied.gradient_checkpointing_enable()
-        scorer = AnswerScorer(adapter(copied) if adapter is not None else copied).to(device)
-        return scorer, [p for p in scorer.modules_trained.parameters() if p.requires_grad]
-
-    def make_batch(rows: list[int]) -> tuple[AnswerBatch, torch.Tensor, torch.Tensor]:
-        batch, mask = _batch([encoded["train"][i] for i in rows], pad, device)
-        return batch, mask, torch.tensor([labels["train"][i] for i in rows], device=device)
-
-    result, lr, scorer = fit_over_learning_rates(
-        build, make_batch, [sum(len(r) for r in s.rows) for s in encoded["train"]],
-        lambda s: _scores(s, encoded["dev"], pad, device, cfg.batch_size, autocast),
-        torch.tensor(labels["dev"], device=device), cfg, seed, autocast, progress)
-    trained = scorer.modules_trained.eval()
-    run = predict_prompting(trained, tokenizer, lm.max_length, template, data.test, (), cfg.batch_size, progress)
-    total = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-    return FitResult(
-        probs=[list(p.probs) for p in run.predictions],
-        details=selection_details(result, lr, cfg),
-        trainable_parameters=total,
-        train_steps=result.steps,
-        trained_tokens=result.tokens,
-        bytes_per_parameter=next(trained.parameters()).element_size(),
-        trained=scorer,
-        scored=run.predictions,
-    )
-
-
-def _scored(tokenizer: Any, context: str, choices: Sequence[str], max_tokens: int) -> Scored:
+def encode_answers(tokenizer: Any, context: str, choices: Sequence[str], max_tokens: int) -> Scored:
     """The rows that score every answer after `context`, tokenized as the zero-shot scorer does: one row when
     the answers share the context's tokens, else one row per answer."""
     units = tokenize_requests(tokenizer, [ScoreRequest("", context, tuple(choices))], max_tokens)
@@ -133,27 +79,25 @@ def _scored(tokenizer: Any, context: str, choices: Sequence[str], max_tokens: in
     return Scored(rows, [spans[c] for c in range(len(choices))])
 
 
-def _batch(examples: Sequence[Scored], pad: int, device: Any) -> tuple[AnswerBatch, torch.Tensor]:
+def batch_answers(examples: Sequence[Scored], pad: int, device: Any) -> tuple[AnswerBatch, torch.Tensor]:
     rows, spans = [], []
     for example in examples:
         offset = len(rows)
         rows.extend(example.rows)
         spans.append([(offset + row, start, tokens) for row, start, tokens in example.answers])
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    ids, mask = pad_rows(rows, pad, device)
     return AnswerBatch(ids, spans), mask
 
 
 @torch.no_grad()
-def _scores(scorer: AnswerScorer, examples: Sequence[Scored], pad: int, device: Any, batch_size: int,
+def score_answers(scorer: AnswerScorer, examples: Sequence[Scored], pad: int, device: Any, batch_size: int,
             autocast: Any) -> torch.Tensor:
     was_training = scorer.training
     scorer.eval()
     out = []
     with onednn_linears(scorer):
         for start in range(0, len(examples), batch_size):
-            batch, mask = _batch(examples[start : start + batch_size], pad, device)
+            batch, mask = batch_answers(examples[start : start + batch_size], pad, device)
             with autocast():
                 out.append(scorer(batch, mask).float())
     scorer.train(was_training)
