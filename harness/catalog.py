@@ -8,10 +8,13 @@ found in two folders is an error naming both files: which one to use is the user
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from harness.errors import HarnessError
 
+# what a task, template, model folder or regime variant may be called where it becomes a file or folder name
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 TASKS_DIR_ENV = "HARNESS_TASKS_DIR"
 PROMPTS_DIR_ENV = "HARNESS_PROMPTS_DIR"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # a source checkout (an editable install reads it)
@@ -50,3 +53,11 @@ def find_one(kind: str, relative: str) -> Path | None:
 def names(kind: str, pattern: str) -> list[str]:
     """Stems of every file matching `pattern` below any folder of `kind`, sorted, each once."""
     return sorted({p.stem for folder in search_path(kind) for p in folder.glob(pattern) if p.is_file()})
+
+
+def check_name(what: str, value: str) -> str:
+    """A name that becomes part of a path: letters, digits, '.', '_', '+', '-', not starting with a dot; anything
+    else (a path, '..') is one line."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value):
+        raise HarnessError(f"{what} '{value}' is not a name (letters, digits, '.', '_', '+', '-'; no path)")
+    return value

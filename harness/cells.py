@@ -52,6 +52,9 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
     what adapting the backbone cost the LM, measured on the model the regime deployed."""
     import torch
 
+    from harness import cpu_linear
+
+    cpu_linear.forget_choice()
     if regime.draws_examples and cell.seed is None:
         raise HarnessError(f"cell {cell.stem}: {regime.name} draws examples, but the cell has no seed")
     if torch.cuda.is_available():
@@ -78,7 +81,8 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
     )
     # what share of the test predictions each class takes: a prompt that answers one class for all shows here
     shares = {name: sum(p.pred == c for p in predictions) / len(predictions) for c, name in enumerate(task.label_names)}
-    details = {**run.details, **measured, "predicted_distribution": shares,
+    details = {**run.details, **measured, **({"cpu_linear": cpu_linear.choice()} if cpu_linear.choice() else {}),
+               "predicted_distribution": shares,
                "tied_predictions": sum(p.tied for p in predictions)}  # broken by id (Prediction.pred), counted
     if shifts:  # the cost above includes predicting these inputs too
         details["shift"] = {s.target: {**s.identity(), "metrics": compute_metrics(task.metrics, by_target[s.target])}

@@ -50,8 +50,8 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 def eval_command(ctx: click.Context, tasks: list[str], model: str, regimes: list[str], k: list[int], seeds: list[int],
                  templates: str | None, limit: int | None, data_dir: str | None, out: Path, overwrite: bool,
                  trust_remote_code: bool, eval_tasks: list[str] | None, forgetting: list[str] | None,
-                 forgetting_text: str, executor: str, address: str | None, cpus_per_cell: float,
-                 gpus_per_cell: float | None, dry_run: bool, **options: Any) -> None:
+                 forgetting_text: str, threads: int | None, executor: str, address: str | None,
+                 cpus_per_cell: float, gpus_per_cell: float | None, dry_run: bool, **options: Any) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
     import yaml
 
@@ -64,7 +64,7 @@ def eval_command(ctx: click.Context, tasks: list[str], model: str, regimes: list
         data_dir=data_dir, out=out, overwrite=overwrite, trust_remote_code=trust_remote_code,
         options={name: value for name, value in options.items() if value is not None},
         eval_tasks=eval_tasks or [], forgetting=forgetting or [], forgetting_text=forgetting_text, executor=executor,
-        ray_address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell,
+        threads=threads, ray_address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell,
         command=shlex.join(["harness", *sys.argv[1:]]),
     )
     report = run_eval(config, on_cell=_report_cell, progress=True, dry_run=dry_run)

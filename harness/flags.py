@@ -143,13 +143,16 @@ def eval_options(command: Callable) -> Callable:
                           "held-out NLL, against the untouched model."),
         click.option("--forgetting-text", default=d.forgetting_text, show_default=True,
                      help="--forgetting: the task whose test-split texts are the held-out text."),
+        click.option("--threads", default=None, type=click.IntRange(min=1),
+                     help="torch's CPU threads [default: the cores free to this process: its affinity, cgroup quota "
+                          "and $OMP_NUM_THREADS, less the processes already running]."),
         click.option("--executor", default=d.executor, show_default=True, type=click.Choice(["local", "ray"]),
                      help="Where cells run: one after another here, or as tasks on a Ray cluster (pip install -e "
                           "'.[ray]')."),
         click.option("--address", default=None, help="--executor ray: an existing cluster [default: a local one]."),
-        click.option("--cpus-per-cell", default=d.cpus_per_cell, show_default=True, type=float,
+        click.option("--cpus-per-cell", default=d.cpus_per_cell, show_default=True, type=click.FloatRange(min=0, min_open=True),
                      help="--executor ray: CPUs each worker asks for (its torch threads)."),
-        click.option("--gpus-per-cell", default=None, type=float,
+        click.option("--gpus-per-cell", default=None, type=click.FloatRange(min=0),
                      help="--executor ray: GPU share per worker, e.g. 0.2 packs five on one GPU [default: 1 with "
                           "CUDA, else 0]."),
         folder_options,

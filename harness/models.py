@@ -65,6 +65,36 @@ def pick_device() -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
+def free_cores() -> int:
+    """The cores this process may keep busy: those it may run on (affinity, the cgroup's CPU quota, and
+    $OMP_NUM_THREADS when set), less the processes already running on them; at least one. More torch threads than
+    free cores slow everything down (three busy processes on two cores scored ~2 prompts/s)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:  # cgroup v2: "<quota> <period>", or "max <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        cores = min(cores, max(1, int(os.environ["OMP_NUM_THREADS"])))
+    try:  # the last minute's load, and the tasks runnable right now (this one included)
+        fields = Path("/proc/loadavg").read_text().split()
+        busy = max(round(float(fields[0])), int(fields[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        busy = 0
+    return max(1, cores - busy)
+
+
+def set_threads(threads: int | None) -> int:
+    """torch's CPU threads: `threads` (--threads), else the free cores; returns the number set."""
+    import torch
+
+    chosen = threads or free_cores()
+    torch.set_num_threads(chosen)
+    return chosen
+
+
 def autocast_for(device: Any) -> Any:
     """A context factory: bf16 autocast on CUDA (fp32 master weights when training), nothing on a CPU."""
     import contextlib
@@ -93,6 +123,9 @@ def load_model(name: str, trust_remote_code: bool = False, device: str | None = 
         folder, identity = ensure_embedded_converted(name)
         model, tokenizer = _from_pretrained(str(folder), dtype, trust_remote_code, local_only=True)
     elif Path(name).is_dir():
+        damaged = next((f for f in sorted(Path(name).glob("*.safetensors")) if not safetensors_intact(f)), None)
+        if damaged is not None:
+            raise HarnessError(f"--model {name}: {damaged} is damaged (cut short or not a safetensors file)")
         model, tokenizer = _from_pretrained(name, dtype, trust_remote_code, local_only=True)
         identity = {"source": "local", "path": str(Path(name).resolve()), "sha256": hash_weights(Path(name))}
     else:
@@ -163,18 +196,26 @@ def _assembled_gguf(alias: str, spec: EmbeddedModel) -> Path:
 
 
 def ensure_embedded_converted(alias: str = EMBEDDED_ALIAS) -> tuple[Path, dict[str, Any]]:
-    """Convert the GGUF once to safetensors in the cache (about 20 s), then reuse it (under a second)."""
+    """Convert the GGUF once to safetensors in the cache (about 20 s), then reuse it (under a second). The cache
+    heals itself: an interrupted conversion's leftovers are removed, and a damaged cached model (its identity or
+    weights cut short) is converted again, with one warning saying so."""
     gguf = locate_embedded_gguf(alias)
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     folder = cache_dir() / "models" / f"{alias}-{key}"
-    marker = folder / "harness-identity.json"
-    if marker.is_file():
-        return folder, json.loads(marker.read_text())
+    identity = _cached_identity(folder)
+    if identity is not None:
+        return folder, identity
+    folder.parent.mkdir(parents=True, exist_ok=True)
     # two first runs at once: one converts, the other waits for it and reuses its folder
     with exclusive(folder.with_name(folder.name + ".lock"), wait=True):
-        if marker.is_file():
-            return folder, json.loads(marker.read_text())
+        identity = _cached_identity(folder)
+        if identity is not None:
+            return folder, identity
+        for leftover in folder.parent.glob(f".{folder.name}.*"):  # an interrupted conversion (we hold the lock)
+            shutil.rmtree(leftover, ignore_errors=True)
+        if folder.exists():
+            log.warning("the cached model %s is damaged: reconverting it", folder)
         log.info("converting %s to safetensors in %s (once)", gguf, folder)
         identity = {"source": "embedded", "id": alias, "file": gguf.name, "sha256": _sha256_file(gguf)}
         _convert_gguf(gguf, folder, identity)
@@ -210,6 +251,34 @@ def _convert_gguf(gguf: Path, folder: Path, identity: dict[str, Any]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _cached_identity(folder: Path) -> dict[str, Any] | None:
+    """The identity of a converted model in the cache when the folder is whole (identity readable, weights as long
+    as their header says); None when it is missing or damaged."""
+    try:
+        identity = json.loads((folder / "harness-identity.json").read_text())
+    except (OSError, ValueError):
+        return None
+    weights = sorted(folder.glob("*.safetensors"))
+    if not isinstance(identity, dict) or not weights or not all(safetensors_intact(w) for w in weights):
+        return None
+    return identity
+
+
+def safetensors_intact(path: Path) -> bool:
+    """Whether a safetensors file holds its whole header and every byte its tensors' offsets name (a file cut
+    short by a kill or a full disk fails; the tensors' values are not read)."""
+    try:
+        with path.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 2 <= size <= 100_000_000:
+                return False
+            header = json.loads(handle.read(size))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + size + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def hash_weights(folder: Path) -> str:

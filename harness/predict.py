@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from harness.prompts import answers, render_demo, render_input, render_prefix
+from harness.prompts import answers, check_length, render_demo, render_input, render_prefix
 from harness.sampling import exclude_self
 from harness.types import Example, Prediction, Template, TestInput
 
@@ -36,11 +36,10 @@ def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Tem
     from harness.scoring import ScoreRequest, ScoreStats, score_requests
 
     choices = tuple(answers(template))
+    contexts = [check_length(template, ex.id, render_input(template, ex), max_length) for ex in examples]
     demos_per_example = fit_demos(tokenizer, max_length, template, examples, demos, choices)
-    requests = [
-        ScoreRequest(render_prefix(template, kept), render_input(template, ex), choices)
-        for ex, kept in zip(examples, demos_per_example)
-    ]
+    requests = [ScoreRequest(render_prefix(template, kept), context, choices)
+                for context, kept in zip(contexts, demos_per_example)]
     stats = ScoreStats()
     results = score_requests(model, tokenizer, requests, batch_size, max_length, stats, progress)
     lengths = [len(c) for c in choices]
@@ -67,11 +66,11 @@ def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Seq
         return [() for _ in examples]
     from harness.scoring import leading_special_ids
 
-    demo_tokens = _joined_demo_tokens(tokenizer, template, demos)
+    demo_tokens = joined_demo_tokens(tokenizer, template, demos)
     contexts = [render_input(template, ex) for ex in examples]
-    context_tokens = _count_tokens(tokenizer, contexts)
+    context_tokens = count_tokens(tokenizer, contexts)
     leading = len(leading_special_ids(tokenizer))  # a BOS the scorer puts first
-    answer_tokens = max(_count_tokens(tokenizer, list(choices)))
+    answer_tokens = max(count_tokens(tokenizer, list(choices)))
     kept_per_example = []
     for ex, context, n_context in zip(examples, contexts, context_tokens):
         kept = list(exclude_self(demos, ex))
@@ -85,7 +84,7 @@ def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Seq
     return kept_per_example
 
 
-def _joined_demo_tokens(tokenizer: Any, template: Template, demos: Sequence[Example]) -> dict[str, int]:
+def joined_demo_tokens(tokenizer: Any, template: Template, demos: Sequence[Example]) -> dict[str, int]:
     """Per demo id, the tokens that start inside its text when all demos are tokenized as one prefix."""
     pieces = [render_demo(template, d) + template.separator for d in demos]
     offsets = tokenizer("".join(pieces), add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
@@ -104,10 +103,10 @@ def _prompt_tokens(tokenizer: Any, template: Template, demos: Sequence[Example],
                    choices: Sequence[str]) -> int:
     """Tokens of the whole prompt with its longest answer, tokenized as the scorer does."""
     prefix = render_prefix(template, demos) + context
-    return max(_count_tokens(tokenizer, [prefix + choice for choice in choices]))
+    return max(count_tokens(tokenizer, [prefix + choice for choice in choices]))
 
 
-def _count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
+def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 

@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import jinja2
 import jinja2.meta
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from harness import catalog
@@ -20,8 +22,38 @@ _HEADER_KEYS: dict[str, type] = {"description": str, "verbalizers": dict, "delim
 DEFAULT_DELIMITER = " "
 DEFAULT_SEPARATOR = "\n\n"
 
-# StrictUndefined: a field the example lacks is an error, never an empty string.
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# a rendered prompt may be at most this many characters per token of the model's context (a token is rarely more
+# than ten characters): past it, the template (or a field) has blown up, and scoring it would take hours
+CHARACTERS_PER_TOKEN = 64
+# filters and globals whose output changes from one run to the next under one config hash: refused
+NONDETERMINISTIC = ("random", "shuffle", "lipsum")
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """A field or attribute that is not there is an error wherever it is used, even printed inside a list."""
+
+    __repr__ = jinja2.StrictUndefined._fail_with_undefined_error
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, where an attribute it blocks is an error at once (never an undefined value rendered as
+    '[Undefined]' or skipped by `default`)."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise SecurityError(f"access to attribute '{attribute}' of '{type(obj).__name__}' object is unsafe")
+
+
+def _text_only(value: Any) -> Any:
+    """What `{{ ... }}` may print: text and numbers, not a function (its repr holds a memory address)."""
+    if callable(value):
+        raise jinja2.TemplateRuntimeError(f"prints a function ({getattr(value, '__name__', value)}), not text")
+    return value
+
+
+_ENV = _Sandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True, finalize=_text_only)
+for _name in NONDETERMINISTIC:
+    _ENV.filters.pop(_name, None)
+    _ENV.globals.pop(_name, None)
 
 
 def list_templates(task: TaskSpec) -> list[str]:
@@ -37,7 +69,7 @@ def select_templates(task: TaskSpec, choice: str | None) -> list[Template]:
     elif choice == "all":
         names = available
     else:
-        names = [n.strip() for n in choice.split(",") if n.strip()]
+        names = [catalog.check_name("template", n.strip()) for n in choice.split(",") if n.strip()]
         if not names:
             raise HarnessError(f"--templates names no template (task '{task.name}' has: {', '.join(available)})")
     for name in names:
@@ -62,6 +94,15 @@ def load_template(task: TaskSpec, name: str) -> Template:
         parsed = _ENV.parse(body)
     except jinja2.TemplateSyntaxError as exc:
         raise HarnessError(f"{path}: line {exc.lineno}: Jinja syntax error: {exc.message}") from exc
+    used = {n.name for n in parsed.find_all((nodes.Filter, nodes.Name, nodes.Test))}
+    refused = sorted(used & set(NONDETERMINISTIC))
+    if refused:
+        raise HarnessError(f"{path}: uses '{refused[0]}', whose output changes from run to run: a prompt must render "
+                           "the same for the same example")
+    try:
+        _compile(body)
+    except jinja2.TemplateError as exc:  # an unknown filter or test
+        raise HarnessError(f"{path}: {getattr(exc, 'message', None) or exc}") from exc
     for field in sorted(jinja2.meta.find_undeclared_variables(parsed)):
         if field not in task.input_fields:
             raise HarnessError(
@@ -111,6 +152,15 @@ def _split_header(path: Path, text: str) -> tuple[dict, str]:
             raise HarnessError(f"{path}: header key '{key}' must be a {_HEADER_KEYS[key].__name__}, got {value!r}")
     body = body.removeprefix("\n").removesuffix("\n")
     return header, body
+
+
+def check_length(template: Template, example_id: str, text: str, context_tokens: int) -> str:
+    """A rendered prompt of at most CHARACTERS_PER_TOKEN characters per token of the model's context; a longer one
+    is one line (it would be cut anyway, after hours of tokenizing and scoring)."""
+    if len(text) > CHARACTERS_PER_TOKEN * context_tokens:
+        raise HarnessError(f"{template.path}: example {example_id} renders {len(text):,} characters, more than "
+                           f"{CHARACTERS_PER_TOKEN} per token of the model's {context_tokens}-token context: refused")
+    return text
 
 
 def render_input(template: Template, example: Example | TestInput) -> str:

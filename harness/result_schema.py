@@ -7,16 +7,13 @@ Built on pydantic (strict: a string is not a number, a bool is not an int).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import HarnessError
+from harness.catalog import SAFE_NAME
 from harness.metrics import METRICS
 
-# what a task, template, regime, variant or model alias may be called where it becomes a file or folder name
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 MAX_DEPTH = 64  # JSON nested deeper than this is not a result file (and would exhaust Python's recursion)
 
 Rate = Annotated[float, Field(ge=0, le=1)]
@@ -24,19 +21,12 @@ Count = Annotated[int, Field(ge=0)]
 Finite = float  # finiteness comes from allow_inf_nan=False
 
 
-def check_name(what: str, value: str) -> str:
-    """A name that becomes part of a path: letters, digits, '.', '_', '+', '-', not starting with a dot."""
-    if not isinstance(value, str) or not SAFE_NAME.match(value) or value in (".", ".."):
-        raise HarnessError(f"{what} '{value}' is not a safe name (letters, digits, '.', '_', '+', '-'; no path)")
-    return value
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
 
 
 def _safe(value: str) -> str:
-    if not SAFE_NAME.match(value) or value in (".", ".."):
+    if not SAFE_NAME.match(value):
         raise ValueError(f"'{value}' is not a safe name (no path)")
     return value
 

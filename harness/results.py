@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness import __version__
+from harness.catalog import check_name
 from harness.errors import HarnessError
 from harness.locks import exclusive
 from harness.result_schema import check_result
@@ -20,8 +21,10 @@ from harness.types import ALL_K, CellResult, Prediction
 
 
 def model_slug(model: str) -> str:
-    """A folder name for a model name or path."""
-    return Path(model).name if Path(model).is_dir() else model.replace("/", "__")
+    """A folder name for a model name or path (a hub id's '/' becomes '__'); one that is not a plain name (as
+    '..') is one line."""
+    return check_name("model folder name", Path(model).resolve().name if Path(model).is_dir()
+                      else model.replace("/", "__"))
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness.catalog import check_name
 from harness.cells import draw_for, failed_result, run_cell, with_provenance
 from harness.errors import CellFailed, HarnessError
 from harness.forgetting import TEXT_TASK, forgetting_probes
@@ -60,6 +61,7 @@ class EvalConfig:
     executor: str = "local"
     ray_address: str | None = None  # --address: an existing Ray cluster; None starts a local one
     cpus_per_cell: float = 1.0  # --cpus-per-cell: each Ray worker's CPU request (and its torch threads)
+    threads: int | None = None  # --threads: torch's CPU threads here; None: the cores free to this process
     gpus_per_cell: float | None = None  # --gpus-per-cell: each worker's GPU share; None: 1 where CUDA is, else 0
     command: str = ""
 
@@ -101,6 +103,7 @@ class Session:
 
     def __init__(self, config: EvalConfig):
         self.config = config
+        model_slug(config.model)  # the model's folder name is a plain name, checked before anything runs
         self.plan = _resolve(config)
         self.data = {name: _load_task_data(name, config, self.plan) for name in config.tasks}
         targets = {name: (load_task(name), _limited_test(load_task(name), config)) for name in config.eval_tasks}
@@ -232,9 +235,11 @@ def _resolve(config: EvalConfig) -> _Plan:
 
 def _prepare(config: EvalConfig) -> tuple[Any, Shared]:
     """Load the model (only when some cell needs computing) and the work its cells share."""
-    from harness.models import load_model
+    from harness.models import load_model, set_threads
     from harness.regimes.features import FeatureStore
 
+    if config.executor == "local":  # a Ray worker takes --cpus-per-cell threads
+        set_threads(config.threads)
     lm = load_model(config.model, trust_remote_code=config.trust_remote_code)
     return lm, Shared(features=FeatureStore(lm.model, lm.tokenizer))
 
@@ -260,6 +265,8 @@ def _cells(d: _TaskData, config: EvalConfig, plan: _Plan) -> list[Cell]:
     for template in d.templates:
         for name, regime in plan.regimes.items():
             for variant, settings in plan.settings[name].items():
+                if variant:
+                    check_name(f"{name}'s variant (from its options)", variant)
                 if not seeded(regime, settings, len(d.templates)):
                     cells.append(Cell(d.task.name, template.name, name, 0, None, variant))
                     continue

@@ -52,6 +52,7 @@ def list_tasks() -> list[str]:
 
 def load_task(name: str) -> TaskSpec:
     """Load and validate <name>.yaml from the task folders."""
+    catalog.check_name("task", name)
     path = catalog.find_one("tasks", f"{name}.yaml") if name else None
     if path is None:
         folders = ", ".join(map(str, catalog.search_path("tasks")))
@@ -59,8 +60,20 @@ def load_task(name: str) -> TaskSpec:
     return parse_task_file(path)
 
 
+MAX_YAML_CHARACTERS = 1_000_000  # a task file, template header or run file is a few hundred characters
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; a task file or template header that repeats a key is an error."""
+    """PyYAML keeps the last of two equal keys; a task file or template header that repeats a key is an error.
+    Aliases (`*name`) are refused: nested ones expand exponentially ("billion laughs") when anything walks the
+    value, and no file of ours needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}) is not allowed here",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
@@ -73,7 +86,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Path, text: str) -> Any:
-    """YAML with unique keys; malformed text is one line naming the file and line."""
+    """YAML with unique keys and no aliases; malformed or oversized text is one line naming the file and line."""
+    if len(text) > MAX_YAML_CHARACTERS:
+        raise HarnessError(f"{path}: {len(text):,} characters; a YAML file here is at most {MAX_YAML_CHARACTERS:,}")
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
@@ -211,10 +226,16 @@ def load_examples(task: TaskSpec, split: str, data_dir: str | Path | None = None
     elif task.dataset.package:
         rows, source = _read_package_split(task, split), f"package {task.dataset.package}"
     else:
-        rows, source = _load_with_datasets(task, split), task.dataset.hub or "data_files"
+        rows, source = _load_with_datasets(task, split), task.dataset.hub or _local_source(task, split)
     examples = [_to_example(task, split, i, row, source) for i, row in enumerate(rows)]
     if not examples:
         raise HarnessError(f"task '{task.name}': split '{split}' is empty ({source})")
+    seen: dict[str, int] = {}
+    for i, example in enumerate(examples, 1):  # predictions are joined to gold labels by id: one id, one row
+        if example.id in seen:
+            raise HarnessError(f"{source}: split '{split}' has the id '{example.id.split('-', 1)[1]}' twice (rows "
+                               f"{seen[example.id]} and {i}; an explicit id may also equal another row's number)")
+        seen[example.id] = i
     log.info("task %s split %s: %d examples from %s", task.name, split, len(examples), source)
     return examples
 
@@ -290,6 +311,12 @@ def _load_with_datasets(task: TaskSpec, split: str) -> list[dict]:
             f"'{task.splits[split]}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}"
         ) from exc
     return list(ds)
+
+
+def _local_source(task: TaskSpec, split: str) -> str:
+    """Where a split of the task's own data_files is read from, as messages name it."""
+    written = (task.dataset.data_files or {}).get(task.splits[split].partition("[")[0])
+    return str((task.path.parent / written).resolve()) if written else f"{task.path} data_files"
 
 
 def _read_local_split(task: TaskSpec, split: str) -> list[dict]:

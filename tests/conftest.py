@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # Tiny models gain nothing from more threads, and CI shares two cores: the suite took 159 s under load with
 # torch's default threads and 36 s with one.
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # what a run's free-cores rule then keeps (harness eval in tests)
 
 
 @pytest.fixture

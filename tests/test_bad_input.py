@@ -280,6 +280,9 @@ def test_leaderboard_out_is_a_file(run_dir, tmp_path):
 
 # --- the model cache ------------------------------------------------------------------------------------------------
 def test_two_first_runs_convert_the_model_once(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"weights")
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
@@ -290,6 +293,7 @@ def test_two_first_runs_convert_the_model_once(tmp_path, monkeypatch):
         conversions.append(folder)
         time.sleep(0.5)  # the other run arrives meanwhile
         folder.mkdir(parents=True)
+        save_file({"weight": torch.zeros(2)}, str(folder / "model.safetensors"))
         (folder / "harness-identity.json").write_text(json.dumps(identity))
 
     monkeypatch.setattr(models, "_convert_gguf", slow_convert)

@@ -66,3 +66,50 @@ def test_local_folder_loads_with_a_content_hash(tmp_path, model, tokenizer):
 def test_cache_dir_is_overridable(monkeypatch, tmp_path):
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     assert models.cache_dir() == tmp_path
+
+
+def _fake_conversion(monkeypatch, tmp_path, model):
+    """The embedded model's conversion, with the tiny model's weights standing in for the GGUF's."""
+    gguf = tmp_path / "fake.gguf"
+    gguf.write_bytes(b"GGUF")
+    converted = []
+
+    def convert(source, folder, identity):
+        model.save_pretrained(folder)
+        (folder / "harness-identity.json").write_text(__import__("json").dumps(identity))
+        converted.append(folder)
+
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "locate_embedded_gguf", lambda alias=None: gguf)
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    return converted
+
+
+@pytest.mark.parametrize("damage", ["identity cut short", "weights cut short", "leftover of a kill -9"])
+def test_a_damaged_cached_model_is_converted_again(monkeypatch, tmp_path, model, caplog, damage):
+    converted = _fake_conversion(monkeypatch, tmp_path, model)
+    folder, _ = models.ensure_embedded_converted()
+    assert len(converted) == 1 and models.ensure_embedded_converted()[0] == folder and len(converted) == 1
+    if damage == "identity cut short":
+        (folder / "harness-identity.json").write_text('{"source": "emb')
+    elif damage == "weights cut short":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        leftover = folder.parent / f".{folder.name}.x1y2"
+        leftover.mkdir()
+        (folder / "harness-identity.json").unlink()
+    with caplog.at_level("WARNING"):
+        again, identity = models.ensure_embedded_converted()
+    assert again == folder and len(converted) == 2 and identity["source"] == "embedded"
+    assert not list(folder.parent.glob(f".{folder.name}.*"))  # no leftover of an interrupted conversion
+    assert "is damaged: reconverting it" in caplog.text
+
+
+def test_a_damaged_model_folder_of_the_users_is_one_line_naming_the_file(tmp_path, model, tokenizer):
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(HarnessError, match=r"model.safetensors is damaged \(cut short or not a safetensors file\)"):
+        models.load_model(str(tmp_path))

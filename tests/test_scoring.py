@@ -127,6 +127,7 @@ def test_onednn_linears_agree_with_torch_and_are_undone(model, tokenizer, monkey
     if not cpu_linear.onednn_usable():
         pytest.skip("this torch has no usable oneDNN linear op")
     monkeypatch.setattr(cpu_linear, "MIN_WEIGHT_ELEMENTS", 0)  # the tiny model's layers are all small
+    monkeypatch.setenv(cpu_linear.CHOICE_ENV, "onednn")  # forced: which path is faster depends on the machine
     ids = torch.tensor([[3, 5, 7, 9, 11], [4, 6, 8, 10, 12]])
     with torch.inference_mode():
         plain = model(input_ids=ids).logits
@@ -156,6 +157,32 @@ def test_onednn_linears_can_be_turned_off(model, monkeypatch):
     finally:
         monkeypatch.undo()
         cpu_linear.onednn_usable.cache_clear()
+
+
+def test_the_faster_path_is_measured_once_per_machine_and_cached(model, monkeypatch, tmp_path):
+    from harness import cpu_linear
+
+    if not cpu_linear.onednn_usable():
+        pytest.skip("this torch has no usable oneDNN linear op")
+    monkeypatch.setattr(cpu_linear, "MIN_WEIGHT_ELEMENTS", 0)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.delenv(cpu_linear.CHOICE_ENV, raising=False)
+    for faster, timings in (("torch", {"torch": 1.0, "onednn": 2.0}), ("onednn", {"torch": 2.0, "onednn": 1.0})):
+        cpu_linear._measured.cache_clear()
+        (tmp_path / "cpu-kernels.json").unlink(missing_ok=True)
+        timed = []
+        monkeypatch.setattr(cpu_linear, "_time_paths", lambda shapes, t=timings: timed.append(shapes) or dict(t))
+        with cpu_linear.onednn_linears(model):
+            routed = any("forward" in vars(m) for m in model.modules())
+        assert routed == (faster == "onednn") and cpu_linear.choice()["path"] == faster and len(timed) == 1
+        assert (32, 32) in timed[0] and all(shape[0] != model.lm_head.out_features for shape in timed[0])
+        cpu_linear._measured.cache_clear()  # a new process: read from the cache, not measured again
+        with cpu_linear.onednn_linears(model):
+            pass
+        assert len(timed) == 1 and cpu_linear.choice()["how"] == "measured on this machine (cached)"
+        key = cpu_linear.choice()["key"]
+        assert key.startswith(torch.backends.cpu.get_cpu_capability()) and f"threads {torch.get_num_threads()}" in key
+    cpu_linear._measured.cache_clear()
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 16])

@@ -83,7 +83,7 @@ class Head:
         if settings.unfreeze_top:
             return TOP_BLOCKS.run(lm, shared, template, data, settings, progress)
         features, classes = shared.features, len(data.label_names)
-        texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens)
+        texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens, lm.max_length)
         tokens_before, started = features.tokens_run, time.perf_counter()
         probe = train_probe(features, texts, labels, classes, settings, progress)
         test = features.pooled(texts["test"], settings.pooling, settings.max_tokens, settings.batch_size, progress)

@@ -74,7 +74,7 @@ class NewHead:
         from harness.regimes.probe import train_probe
         from harness.regimes.training import pad_rows
 
-        texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens)
+        texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens, lm.max_length)
         init = getattr(settings, "head_init", "zero")
         probe = (train_probe(shared.features, texts, labels, len(data.label_names), settings, progress)
                  if init == "probe" else None)
@@ -139,7 +139,8 @@ class AnswerScores:
         choices = tuple(answers(template))
         longest = max(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
         inputs = {split: [encode_answers(tokenizer, text, choices, settings.max_tokens)
-                          for text in render_within(template, examples, tokenizer, settings.max_tokens, longest)]
+                          for text in render_within(template, examples, tokenizer, settings.max_tokens, longest,
+                                                    lm.max_length)]
                   for split, examples in (("train", data.train), ("dev", data.dev))}
         labels = {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

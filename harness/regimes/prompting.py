@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.backbone import block_parameters
 from harness.metrics import dev_scores, selection_key
-from harness.predict import PromptingRun, predict_prompting, softmax
+from harness.predict import PromptingRun, count_tokens, joined_demo_tokens, predict_prompting, softmax
+from harness.prompts import render_input
 from harness.regimes.calibration import CALIBRATIONS, calibrate, content_free_inputs, mean_probabilities
 from harness.regimes.options import resolve_settings, select_metric_setting, setting
 from harness.regimes.protocol import Device, RegimeRun, Shared
@@ -40,6 +42,10 @@ class FewShotSettings(PromptingSettings):
                                       "chooses among 1, 2, 4, ... and k on the dev set", hashed="always",
                                minimum=1, choices=DEMO_CHOICES)
     demo_sets: int = setting(1, "demo sets whose log-likelihoods are averaged", minimum=1)
+
+
+log = logging.getLogger(__name__)
+LARGE_DEV_PASS_TOKENS = 5_000_000  # dev passes planned above this many tokens are announced as a warning
 
 
 def demo_grid(k: int) -> list[int]:
@@ -83,6 +89,9 @@ class Prompting:
         k = data.k if self.draws_examples else 0  # zero-shot draws none
         demos, sets = getattr(settings, "demos", "all"), getattr(settings, "demo_sets", 1)
         grid = [0] if not k else demo_grid(k) if demos == "dev" else [k] if demos == "all" else [demos]
+        dropped = []
+        if demos == "dev" and k:
+            grid, dropped = _fitting_grid(lm, template, data, grid, sets)
         tried = []
         for m in grid:
             demo_sets = _demo_sets(data, m, sets)
@@ -100,10 +109,11 @@ class Prompting:
         if chosen.dev_predictions:  # only the leaderboard's choice of template reads it
             details["selection"] = _template_selection(chosen.dev)
             details["dev_ids"] = [e.id for e in data.dev]
-        if len(tried) > 1:
+        if len(tried) > 1 or dropped:
             details["demos_selection"] = {
                 "rule": f"m demos per class with the best dev {settings.select_metric}, then dev loss, then the fewest",
                 "grid": grid, "chosen": chosen.m, "edge": chosen.m in (grid[0], grid[-1]),
+                **({"not_tried": dropped, "why": "their demos do not fit the model's context"} if dropped else {}),
                 "dev_accuracy": [c.dev["dev_accuracy"] for c in tried], "dev_loss": [c.dev["dev_loss"] for c in tried]}
         demo_sets = chosen.demo_sets
         in_prompt = len(demo_sets[0])
@@ -126,6 +136,25 @@ class Prompting:
             total_parameters=sum(p.numel() for p in lm.model.parameters()),
         )
         return RegimeRun(preds, cost, details)
+
+
+def _fitting_grid(lm: Any, template: Template, data: FitData, grid: list[int],
+                  sets: int) -> tuple[list[int], list[int]]:
+    """The values of m whose demos (at the k examples' mean length) fit the model's context with an average input
+    — more demos would be dropped from every prompt, so trying them on dev only costs time — and those left out.
+    The planned cost of the dev passes is logged before they run."""
+    classes = len(data.label_names)
+    per_demo = sum(joined_demo_tokens(lm.tokenizer, template, data.train).values()) / len(data.train)
+    inputs = count_tokens(lm.tokenizer, [render_input(template, e) for e in data.dev or data.train])
+    per_input = sum(inputs) / len(inputs)
+    fits = [m for m in grid if m * classes * per_demo + per_input <= lm.max_length] or grid[:1]
+    planned = sum(len(data.dev) * sets * min(m * classes * per_demo + per_input, lm.max_length) for m in fits)
+    level = logging.WARNING if planned > LARGE_DEV_PASS_TOKENS else logging.INFO
+    log.log(level, "few-shot %s k=%d: choosing m on dev tries m in %s (%d dev prompts each, about %s tokens before "
+            "the test set)%s", data.task, data.k, fits, len(data.dev), f"{planned:,.0f}",
+            f"; m in {[m for m in grid if m not in fits]} would not fit the {lm.max_length}-token context"
+            if len(fits) < len(grid) else "")
+    return fits, [m for m in grid if m not in fits]
 
 
 def _demo_sets(data: FitData, per_class: int, sets: int) -> list[tuple[Example, ...]]:
