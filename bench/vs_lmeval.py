@@ -12,8 +12,8 @@ bench/RESULTS.md. Nothing is installed into the project: lm-eval lives in a side
     python bench/vs_lmeval.py --lm-eval /tmp/lmeval-venv/bin/lm_eval [--limit 750] [--shots 0,4,16] [--repeats 2]
 
 Wall time is each tool's whole command (model load included, as a user waits for it). harness runs its linear
-layers through oneDNN on the CPU (harness/cpu_linear.py); `--cpu-linear torch` runs it through torch's default
-(MKL) path, as lm-eval does, to show what that choice is worth.
+layers through the kernel it measured faster on this machine (harness/cpu_linear.py); `--cpu-linear torch` or
+`onednn` forces a path (lm-eval always runs torch's default MKL path), to show what the choice is worth.
 """
 
 from __future__ import annotations
@@ -124,12 +124,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=750)
     parser.add_argument("--shots", default="0,4,16", help="demos per class; 0 is zero-shot")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--cpu-linear", choices=("onednn", "torch"), default="onednn",
+    parser.add_argument("--cpu-linear", choices=("measured", "onednn", "torch"), default="measured",
                         help="harness's CPU linear layers (HARNESS_CPU_LINEAR); lm-eval always runs torch's")
     args = parser.parse_args()
     model, _ = ensure_embedded_converted()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HARNESS_CPU_LINEAR": args.cpu_linear}
+           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           **({"HARNESS_CPU_LINEAR": args.cpu_linear} if args.cpu_linear != "measured" else {})}
     rows = []
     with tempfile.TemporaryDirectory(prefix="vs-lmeval-") as tmp:
         work = Path(tmp)
@@ -150,11 +151,12 @@ def main() -> None:
                              "harness_cpu": h_cpu, "lmeval_cpu": l_cpu, "max_abs_loglik_diff": worst,
                              "same_predictions": same, "examples": args.limit})
                 print(json.dumps(rows[-1]), flush=True)
-    kernel = "" if args.cpu_linear == "onednn" else ", harness's linear layers through torch (MKL)"
+    kernel = {"measured": "", "onednn": ", harness's linear layers through oneDNN (forced)",
+              "torch": ", harness's linear layers through torch (MKL)"}[args.cpu_linear]
     heading = f"{MARK}, demos per class {args.shots}, {args.limit} examples{kernel}"  # one section per such run
     lines = [heading, "",
              f"`python bench/vs_lmeval.py --lm-eval ... --limit {args.limit} --shots {args.shots} --repeats "
-             f"{args.repeats}{' --cpu-linear torch' if kernel else ''}`: {time.strftime('%Y-%m-%d')}, mr test (first {args.limit} rows), embedded SmolLM2 (converted folder) in fp32 on the CPU, "
+             f"{args.repeats}{f' --cpu-linear {args.cpu_linear}' if kernel else ''}`: {time.strftime('%Y-%m-%d')}, mr test (first {args.limit} rows), embedded SmolLM2 (converted folder) in fp32 on the CPU, "
              "batch 16, one torch thread per process, each tool's whole command timed, pairs interleaved; harness's "
              f"linear layers through {'torch (MKL), as lm-eval' if kernel else 'oneDNN, lm-eval through torch (MKL)'}.",
              "",

@@ -68,6 +68,11 @@ class CostModel(_Strict):
     block_parameters: Count = 0
 
 
+class RunModel(_Strict):
+    learning_rate: Finite
+    history: list[dict[str, Finite]]
+
+
 class SelectionModel(_Strict):
     rule: str | None = None
     dev_accuracy: Rate | None = None
@@ -77,6 +82,7 @@ class SelectionModel(_Strict):
     best_step: Count | None = None
     steps: Count | None = None
     history: list[dict[str, Finite]] | None = None
+    runs: list[RunModel] | None = None
     grid: list[dict[str, Finite]] | list[Finite] | None = None  # harness 0.1: the values alone
 
 

@@ -504,3 +504,26 @@ def test_ia3_on_the_answer_scores_runs_through_eval(patched, tmp_path):
     cell = json.loads(next(tmp_path.rglob("ia3-prompt_k2_seed13.json")).read_text())
     # per block: k (16) and v (16) outputs, and down_proj's input (64): no head
     assert cell["cost"]["trainable_parameters"] == 2 * (16 + 16 + 64)
+
+
+def test_early_stopping_can_stop_records_why_and_flags_the_first_evaluation(toy_env, loaded):
+    """A learning rate too small to move any weight: dev never improves after the first check, so patience 1 stops
+    the run at the second check (not before min_steps), and the selection says so."""
+    settings = FullSettings(max_steps=12, batch_size=4, eval_every=1, patience=1, learning_rates=(1e-30,))
+    run = _run(loaded, "full", dataclasses_replace(settings, head_learning_rate=1e-30))
+    selection = run.details["selection"]
+    assert selection["stopped"] == "plateau" and selection["steps"] == 2 and selection["best_step"] == 1
+    assert selection["configurations"] == 2  # one learning rate x two dev checks
+    assert any("the best dev checkpoint is the first evaluation (step 1 of 2)" in w for w in run.details["warnings"])
+    later = _run(loaded, "full", dataclasses_replace(settings, head_learning_rate=1e-30, min_steps=6))
+    assert later.details["selection"]["steps"] == 6 and later.details["selection"]["stopped"] == "plateau"
+    full = _run(loaded, "full", FAST_FULL)  # 4 steps, dev every 2, patience 2: the earliest stop is step 6
+    assert full.details["selection"]["stopped"] == "max_steps"
+    assert any("early stopping could not stop (earliest stop at step 6, budget 4 steps)" in w
+               for w in full.details["warnings"])
+
+
+def dataclasses_replace(settings, **changes):
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)

@@ -9,7 +9,7 @@ from typing import Sequence
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.leaderboard import plots, render, tables
+from harness.leaderboard import effort, plots, render, tables
 from harness.leaderboard.collect import collect
 from harness.results import write_atomic
 
@@ -80,7 +80,7 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     made = [tables.main_table(cells, k), tables.balance_table(cells, k), tables.selection_table(cells, k),
             tables.crossover_table(curves), tables.transfer_table(cells), tables.freezing_table(cells, k),
             tables.shift_table(cells, k), tables.forgetting_table(cells, k),
-            tables.cost_table(cells, k),
+            tables.cost_table(cells, k), effort.effort_table(cells, k),
             tables.calibration_table(cells, k), tables.template_table(cells, k)]
     for table in made:
         table.title += suffix
@@ -90,6 +90,8 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     forgetting = plots.forgetting_scatter(tables.forgetting_rows(cells, k), k,
                                           plot_dir / slug if suffix else plot_dir)
     images += [image for image in (scatter, forgetting) if image]
+    images += plots.expected_max_plots(effort.effort_rows(cells, k), effort.DRAWS, k,
+                                       plot_dir / slug if suffix else plot_dir)
     return made, images
 
 

@@ -102,6 +102,8 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         **dict(zip(("warn_edge", "warn_last_step"), flags(result.details.get("warnings")))),
         # the cell's scores on other tasks' test splits (--eval-tasks) and its forgetting (--forgetting), as JSON
         "tied_predictions": result.details.get("tied_predictions"),  # None: harness < 0.4 did not count them
+        # every configuration dev compared, as its dev accuracy (equal tuning effort: expected max over n draws)
+        "dev_configurations": _json_or_none(dev_configurations(result.details)),
         "shift": _json_or_none(result.details.get("shift")),
         "forgetting": _json_or_none(result.details.get("forgetting")),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,
@@ -114,6 +116,25 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         # a path, or None: calibration and significance leave the cell out (pandas may turn None into NaN)
         "predictions": str(predictions) if predictions and predictions.is_file() else None, "path": str(path),
     }
+
+
+def dev_configurations(details: dict[str, Any]) -> list[float]:
+    """The dev accuracy of every configuration a cell's selection compared: each learning rate's every checkpoint
+    (cells before harness 0.5 kept the chosen rate's alone), each C of a probe, each number of demos; [] when it
+    recorded none."""
+    selection = details.get("selection") or {}
+    demos = details.get("demos_selection") or {}
+    if selection.get("runs"):
+        found = [h.get("dev_accuracy") for run in selection["runs"] for h in run.get("history") or []]
+    elif selection.get("history"):
+        found = [h.get("dev_accuracy") for h in selection["history"]]
+    elif selection.get("grid") and isinstance(selection["grid"][0], dict):
+        found = [g.get("dev_accuracy") for g in selection["grid"]]
+    elif isinstance(demos, dict) and isinstance(demos.get("dev_accuracy"), list):
+        found = demos["dev_accuracy"]
+    else:
+        found = [selection.get("dev_accuracy")]
+    return [float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1]
 
 
 def _json_or_none(value: Any) -> str | None:

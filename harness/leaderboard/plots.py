@@ -38,6 +38,26 @@ def learning_curve_plots(curves: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
+def expected_max_plots(rows: pd.DataFrame, draws: tuple[int, ...], k: int, out: Path) -> list[Path]:
+    """One figure per task: each regime's expected best dev accuracy against the number of configurations tried
+    (Dodge et al. 2019), up to the configurations it actually compared."""
+    written = []
+    for task, group in (rows.groupby("task") if not rows.empty else []):
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for _, row in sorted(group.iterrows(), key=lambda kv: regime_order(kv[1]["regime"])):
+            ns = [n for n in draws if n <= max(row["configurations"], 1)] or [1]
+            ax.plot(ns, [100 * row[n] for n in ns], marker="o", label=row["regime"])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(draws), [str(n) for n in draws])
+        ax.set_xlabel("configurations tried (random draws from the searched grid)")
+        ax.set_ylabel("expected best dev accuracy (%)")
+        ax.set_title(f"{task}: tuning effort (k = {k})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(_save(fig, out / f"expected_max_{task}"))
+    return written
+
+
 def cost_scatter(cells: pd.DataFrame, k: int, out: Path) -> Path | None:
     """Accuracy against the compute to train once and answer 1000 test examples (log scale)."""
     at_k = cells[(cells["k"] == k) | ~cells["seeded"]].assign(

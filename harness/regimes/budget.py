@@ -26,6 +26,7 @@ class Budget:
     grad_accum: int = setting(1, "micro-batches per optimizer step", minimum=1)
     eval_every: int = setting(8, "optimizer steps between dev checks", scope="regime", minimum=1)
     patience: int = setting(2, "dev checks without improvement before stopping", scope="regime", minimum=1)
+    min_steps: int = setting(0, "optimizer steps before early stopping may stop", scope="regime", minimum=0)
     warmup_ratio: float = setting(0.1, "share of the steps with a rising learning rate", scope="regime", minimum=0)
     weight_decay: float = setting(0.01, "AdamW's weight decay", scope="regime", minimum=0)
     max_grad_norm: float = setting(1.0, "gradients clipped to this norm", scope="regime", above=0)

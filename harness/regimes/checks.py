@@ -7,6 +7,8 @@ from typing import Sequence
 
 GRID_EDGE = "is on the edge of the grid"
 LAST_STEP = "the best dev checkpoint is the last step"
+FIRST_EVALUATION = "the best dev checkpoint is the first evaluation"
+CANNOT_STOP = "early stopping could not stop"
 
 
 def grid_edge(name: str, grid: Sequence[float], chosen: float) -> list[str]:
@@ -20,6 +22,22 @@ def last_step(best_step: int, steps: int, max_steps: int) -> list[str]:
     """The best checkpoint at the last step of a run early stopping did not end (the budget may not converge)."""
     if best_step == steps == max_steps:
         return [f"{LAST_STEP} ({best_step} of {max_steps}): dev was still improving"]
+    return []
+
+
+def first_evaluation(best_step: int, first_step: int, steps: int) -> list[str]:
+    """The best checkpoint at the first dev check of a run that went on past it: later training only made dev worse
+    (the learning rate may be too high, or the model overfits at once)."""
+    if best_step == first_step < steps:
+        return [f"{FIRST_EVALUATION} (step {best_step} of {steps}): dev only got worse after it"]
+    return []
+
+
+def cannot_stop(eval_every: int, patience: int, min_steps: int, max_steps: int) -> list[str]:
+    """A budget whose dev cadence and patience leave early stopping no room: the earliest stop is the last step."""
+    earliest = max(min_steps, eval_every * (patience + 1))
+    if earliest >= max_steps:
+        return [f"{CANNOT_STOP} (earliest stop at step {earliest}, budget {max_steps} steps): every run trains to the end"]
     return []
 
 

@@ -49,7 +49,7 @@ class Probe:
         chosen = next(t for t in self.tried if t["C"] == self.c)
         return {"rule": rule, "chosen": {"C": self.c}, "dev_accuracy": self.dev_accuracy, "dev_loss": self.dev_loss,
                 **({"dev_score": chosen["dev_score"]} if "dev_score" in chosen else {}),
-                "grid": self.tried}
+                "configurations": len(self.tried), "grid": self.tried}
 
     def raw_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """(classes, dim) weights and bias acting on the unstandardised features: the same logits."""

@@ -112,7 +112,7 @@ class Prompting:
         if len(tried) > 1 or dropped:
             details["demos_selection"] = {
                 "rule": f"m demos per class with the best dev {settings.select_metric}, then dev loss, then the fewest",
-                "grid": grid, "chosen": chosen.m, "edge": chosen.m in (grid[0], grid[-1]),
+                "grid": grid, "chosen": chosen.m, "edge": chosen.m in (grid[0], grid[-1]), "configurations": len(tried),
                 **({"not_tried": dropped, "why": "their demos do not fit the model's context"} if dropped else {}),
                 "dev_accuracy": [c.dev["dev_accuracy"] for c in tried], "dev_loss": [c.dev["dev_loss"] for c in tried]}
         demo_sets = chosen.demo_sets

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from harness.errors import CellFailed
 from harness.metrics import dev_scores, selection_key
 from harness.regimes.budget import Budget
-from harness.regimes.checks import grid_edge, last_step
+from harness.regimes.checks import cannot_stop, first_evaluation, grid_edge, last_step
 
 
 class TrainingDiverged(CellFailed):
@@ -72,6 +72,7 @@ class LoopResult:
     padded_tokens: int
     history: list[dict[str, float]] = field(default_factory=list)
     step_seconds: float = 0.0  # time in forward/backward/optimizer steps, dev checks excluded
+    stopped: str = "max_steps"  # why the run ended: "plateau" (early stopping) or "max_steps"
 
     @property
     def key(self) -> tuple[float, float]:
@@ -85,6 +86,8 @@ class Fit:
     model: nn.Module
     learning_rate: float
     result: LoopResult
+    configurations: int = 0  # dev-evaluated (learning rate, checkpoint) pairs over the whole search
+    runs: list[dict[str, Any]] = field(default_factory=list)  # per learning rate: its dev history and its end
 
 
 def dev_score(logits: torch.Tensor, labels: torch.Tensor, metric: str) -> dict[str, float]:
@@ -146,7 +149,8 @@ def train_loop(model: nn.Module, groups: list[dict[str, Any]], make_batch: Calla
                                    if k.startswith(("modules_trained.", "head."))}
             else:
                 stale += 1
-                if stale >= budget.patience:
+                if stale >= budget.patience and step >= budget.min_steps:
+                    best.stopped = "plateau"
                     break
     bar.close()
     model.eval()
@@ -160,6 +164,7 @@ def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list[dict[
     """One training run per learning rate of the budget, each on a model `build(lr)` makes with its parameter
     groups; the best dev checkpoint over all of them is loaded into its model and returned."""
     best: Fit | None = None
+    runs: list[dict[str, Any]] = []
     for lr in budget.learning_rates:
         # a new head's and an adapter's random start come from the cell's seed, not from whatever the process ran
         # before (harness < 0.4 drew them from the global state: a cell's numbers depended on the cells before it)
@@ -168,11 +173,14 @@ def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list[dict[
         result = train_loop(model, groups, make_batch, lengths,
                             lambda: dev_score(dev_logits(model), dev_labels, budget.select_metric), budget, lr, seed,
                             autocast, progress)
+        runs.append({"learning_rate": lr, "best_step": result.best_step, "steps": result.steps,
+                     "stopped": result.stopped, "history": result.history})
         if best is None or result.key > best.result.key:
             best = Fit(model, lr, result)
         else:
             del model
     best.model.load_state_dict(best.result.best_state, strict=False)
+    best.configurations, best.runs = sum(len(r["history"]) for r in runs), runs
     return best
 
 
@@ -183,12 +191,16 @@ def selection_details(fit: Fit, budget: Any, lengths: Sequence[int], seed: int) 
         "selection": {"rule": f"best dev checkpoint ({budget.select_metric}, then loss) over learning_rates and "
                               f"evaluations",
                       "chosen": {"learning_rate": fit.learning_rate}, "best_step": result.best_step,
-                      "steps": result.steps, "dev_accuracy": result.best_dev["dev_accuracy"],
-                      "dev_loss": result.best_dev["dev_loss"], "history": result.history,
+                      "steps": result.steps, "stopped": result.stopped,
+                      # configurations dev compared: learning rates x dev checks (equal tuning effort)
+                      "configurations": fit.configurations, "dev_accuracy": result.best_dev["dev_accuracy"],
+                      "dev_loss": result.best_dev["dev_loss"], "history": result.history, "runs": fit.runs,
                       **({"dev_score": result.best_dev["dev_score"], "metric": budget.select_metric}
                          if budget.select_metric != "accuracy" else {})},
         "warnings": grid_edge("learning rate", budget.learning_rates, fit.learning_rate)
-        + last_step(result.best_step, result.steps, budget.max_steps),
+        + last_step(result.best_step, result.steps, budget.max_steps)
+        + first_evaluation(result.best_step, result.history[0]["step"] if result.history else 0, result.steps)
+        + cannot_stop(budget.eval_every, budget.patience, budget.min_steps, budget.max_steps),
         "train_step_seconds": round(result.step_seconds, 3),
         "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
         "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, budget.batch_size, seed)),

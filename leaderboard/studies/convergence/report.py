@@ -1,0 +1,74 @@
+"""The convergence pilot's table, from its cells and the published 24-step cells (the same tasks, seeds and test
+items): per regime, where the best checkpoint fell, whether runs could stop, dev and test accuracy at 24 steps
+against the pilot's budget, and the smallest budget whose best dev score is within 1 point of the pilot's.
+
+    python leaderboard/studies/convergence/report.py PILOT_RUNS PUBLISHED_RUNS > leaderboard/studies/convergence/README.md
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+BUDGETS = (24, 48, 96, 192)
+
+
+def cells(folder: Path) -> dict[tuple, dict]:
+    out = {}
+    for path in folder.rglob("*_k16_seed*.json"):
+        data = json.loads(path.read_text())
+        if data.get("status") == "ok":
+            cell = data["cell"]
+            out[(cell["task"], cell["regime"], cell.get("variant", ""), cell["seed"])] = data
+    return out
+
+
+def best_within(history: list[dict], budget: int) -> float | None:
+    scores = [h["dev_accuracy"] for h in history if h["step"] <= budget]
+    return max(scores) if scores else None
+
+
+def main() -> None:
+    pilot, published = cells(Path(sys.argv[1])), cells(Path(sys.argv[2]))
+    print("# Convergence pilot (CPU)\n")
+    print("Written by `report.py` from the cells in `runs-cpu/` (made by `reproduce.sh`) and the published 24-step "
+          "cells (`leaderboard/runs-0.4-cpu`, lr 4e-5 / lora 1e-3, same tasks, seeds and 200 test items). "
+          "Best step: of the chosen learning rate's run. Budget within 1 point: the smallest of "
+          f"{', '.join(map(str, BUDGETS))} steps whose best dev accuracy (any learning rate of the grid, any check up "
+          "to that step) is within 1 point of the best at the pilot's budget — dev, not test, since only the chosen "
+          "checkpoint scores the test set.\n")
+    print("| task | regime | cells | best step per seed | best before the last step | stopped early | "
+          "dev @24 → pilot | test @24 → pilot | budget within 1 point (dev) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple, list] = {}
+    for (task, regime, variant, seed), data in sorted(pilot.items()):
+        groups.setdefault((task, regime, variant), []).append((seed, data))
+    for (task, regime, variant), members in groups.items():
+        label = f"{regime} ({variant})" if variant else regime
+        selections = [d["selection"] for _, d in members]
+        steps = [s["best_step"] for s in selections]
+        before_last = sum(s["best_step"] < s["steps"] for s in selections)
+        stopped = sum(s.get("stopped") == "plateau" for s in selections)
+        old = [published.get((task, regime, variant, seed)) for seed, _ in members]
+        pairs = [(o, d) for o, (_, d) in zip(old, members) if o is not None]
+
+        def mean(values: list[float]) -> str:
+            return f"{100 * statistics.fmean(values):.1f}" if values else "—"
+
+        dev = f"{mean([o['selection']['dev_accuracy'] for o, _ in pairs])} → {mean([d['selection']['dev_accuracy'] for _, d in pairs])}"
+        test = f"{mean([o['metrics']['accuracy'] for o, _ in pairs])} → {mean([d['metrics']['accuracy'] for _, d in pairs])}"
+        within = []
+        for _, data in members:
+            history = data["selection"]["history"]  # the chosen learning rate's run
+            final = best_within(history, max(BUDGETS))
+            within.append(next((b for b in BUDGETS if (best_within(history, b) or -1) >= final - 0.01), max(BUDGETS)))
+        print(f"| {task} | {label} | {len(members)} | {', '.join(map(str, steps))} | {before_last}/{len(members)} | "
+              f"{stopped}/{len(members)} | {dev} | {test} | {', '.join(map(str, within))} |")
+    print("\nCells whose 24-step counterpart is not published are left out of the arrows (LP-FT at 24 steps was not "
+          "republished on the CPU). The budget column reads the chosen learning rate's dev history only.")
+
+
+if __name__ == "__main__":
+    main()
