@@ -158,7 +158,7 @@ def main() -> None:
              f"`python bench/vs_lmeval.py --lm-eval ... --limit {args.limit} --shots {args.shots} --repeats "
              f"{args.repeats}{f' --cpu-linear {args.cpu_linear}' if kernel else ''}`: {time.strftime('%Y-%m-%d')}, mr test (first {args.limit} rows), embedded SmolLM2 (converted folder) in fp32 on the CPU, "
              "batch 16, one torch thread per process, each tool's whole command timed, pairs interleaved; harness's "
-             f"linear layers through {'torch (MKL), as lm-eval' if kernel else 'oneDNN, lm-eval through torch (MKL)'}.",
+             f"linear layers through {path_text(args.cpu_linear)}, lm-eval's through torch (MKL). CPU: {cpu_kind()}.",
              "",
              "| demos per class | pair | harness wall (s) | lm-eval wall (s) | wall ratio | CPU ratio | max abs Δ loglik | same predictions |",
              "|---|---|---|---|---|---|---|---|"]
@@ -167,6 +167,31 @@ def main() -> None:
                      f"{r['harness_wall'] / r['lmeval_wall']:.3f} | {r['harness_cpu'] / r['lmeval_cpu']:.3f} | "
                      f"{r['max_abs_loglik_diff']:.1e} | {r['same_predictions']} |")
     write_section(heading, lines)
+
+
+def path_text(choice: str) -> str:
+    """What harness's linear layers ran through in this run."""
+    if choice != "measured":
+        return {"torch": "torch (MKL), forced", "onednn": "oneDNN, forced"}[choice]
+    import torch
+
+    from harness.cpu_linear import chosen_path
+
+    torch.set_num_threads(1)
+    made = chosen_path(((192, 576), (576, 576), (576, 1536), (1536, 576)))  # SmolLM2's routed shapes, as cached
+    return f"the kernel measured faster on this machine ({'MKL' if made['path'] == 'torch' else 'oneDNN'})"
+
+
+def cpu_kind() -> str:
+    import platform
+
+    import torch
+
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or "unknown"
+    return f"{name}, torch reports {torch.backends.cpu.get_cpu_capability()}"
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ from harness.types import Example, TaskSpec
 
 def validate_all(data_dir: str | Path | None) -> Iterator[tuple[str, bool]]:
     """(message, ok) for every task and template; a failure does not stop the others."""
-    names = list_tasks()
-    if not names:
-        raise HarnessError(f"no task files (*.yaml) in {', '.join(map(str, search_path('tasks')))}")
+    names = _task_names()
     for name in names:
         try:
             task = load_task(name)
@@ -51,9 +49,7 @@ def _one_example(task: TaskSpec, data_dir: str | Path | None) -> tuple[Example, 
 
 def describe_tasks(data_dir: str | Path | None) -> Iterator[tuple[list[str], bool]]:
     """(lines, ok) per task: its split sizes (files on disk; hub splits are not downloaded), labels, templates."""
-    names = list_tasks()
-    if not names:
-        raise HarnessError(f"no task files (*.yaml) in {', '.join(map(str, search_path('tasks')))}")
+    names = _task_names()
     for name in names:
         try:
             task = load_task(name)
@@ -80,3 +76,11 @@ def render_example(task_name: str, template: str | None, k: int, seed: int, inde
             "--- the text above is scored as written (no final newline), followed by one answer per class",
             f"# template {chosen.name} ({chosen.path}); example {example.id}, gold '{task.label_names[example.label]}'",
             *(f"# {label}: {answer!r}" for label, answer in zip(task.label_names, answers(chosen)))]
+
+
+def _task_names() -> list[str]:
+    """Every task file's name; none at all is one line naming the folders searched."""
+    names = list_tasks()
+    if not names:
+        raise HarnessError(f"no task files (*.yaml) in {', '.join(map(str, search_path('tasks')))}")
+    return names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,14 +28,9 @@ def learning_curve_plots(curves: pd.DataFrame, out: Path) -> list[Path]:
             ax.plot(line["k"], 100 * line["mean"], marker="o", label=regime,
                     linestyle="-" if line["seeded"].all() else "--")
             ax.fill_between(line["k"], 100 * (line["mean"] - line["std"]), 100 * (line["mean"] + line["std"]), alpha=0.15)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted(c["k"].unique()), [str(k) for k in sorted(c["k"].unique())])
-        ax.set_xlabel("k (training examples per class)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{task}: accuracy vs k (mean ± std over seeds)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(_save(fig, out / f"learning_curve_{task}"))
+        written.append(_finish_log2(fig, ax, sorted(c["k"].unique()), "k (training examples per class)",
+                                    "accuracy (%)", f"{task}: accuracy vs k (mean ± std over seeds)",
+                                    out / f"learning_curve_{task}"))
     return written
 
 
@@ -47,14 +43,9 @@ def expected_max_plots(rows: pd.DataFrame, draws: tuple[int, ...], k: int, out: 
         for _, row in sorted(group.iterrows(), key=lambda kv: regime_order(kv[1]["regime"])):
             ns = [n for n in draws if n <= max(row["configurations"], 1)] or [1]
             ax.plot(ns, [100 * row[n] for n in ns], marker="o", label=row["regime"])
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(draws), [str(n) for n in draws])
-        ax.set_xlabel("configurations tried (random draws from the searched grid)")
-        ax.set_ylabel("expected best dev accuracy (%)")
-        ax.set_title(f"{task}: tuning effort (k = {k})")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(_save(fig, out / f"expected_max_{task}"))
+        written.append(_finish_log2(fig, ax, list(draws), "configurations tried (random draws from the searched grid)",
+                                    "expected best dev accuracy (%)", f"{task}: tuning effort (k = {k})",
+                                    out / f"expected_max_{task}"))
     return written
 
 
@@ -88,6 +79,18 @@ def _scatter(rows: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title
     if axes_at_zero:
         ax.axvline(0, color="#888", linewidth=0.8)
         ax.axhline(0, color="#888", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def _finish_log2(fig: plt.Figure, ax: Any, ticks: list, xlabel: str, ylabel: str, title: str, stem: Path) -> Path:
+    """A log2 x axis with its ticks labelled as they are, the labels, the legend; saved as PNG and SVG."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
