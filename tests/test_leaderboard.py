@@ -354,3 +354,37 @@ def test_crossover_compares_with_the_few_shot_curve_that_has_the_most_k():
     assert points[("t", "full")] == "8" and points[("t", "head")] == "never in range (2–16)"
     table = crossover_table(curves)
     assert ["t", "full", "few-shot (dev-prior)", "8"] in [[c[0] for c in row] for row in table.rows]
+
+
+@pytest.mark.parametrize("details, flag", [
+    ({"selection": {"best_step": 8, "steps": 24, "history": [{"step": 8}, {"step": 16}, {"step": 24}]}},
+     "flag_first_evaluation"),
+    ({"settings": {"eval_every": 8, "patience": 2, "max_steps": 24}}, "flag_cannot_stop"),
+    ({"selection": {"history": []}, "settings": {"learning_rates": [4e-5]}}, "flag_not_searched"),
+    ({"predicted_distribution": {"a": 0.0, "b": 1.0}}, "flag_class_never_predicted"),
+])
+def test_every_selection_flag_fires(details, flag):
+    from harness.leaderboard.collect import selection_flags
+
+    fired = selection_flags(details)
+    assert fired[flag] and not any(v for k, v in fired.items() if k != flag)
+    quiet = selection_flags({"selection": {"best_step": 16, "steps": 40, "history": [{"step": 8}, {"step": 16}]},
+                             "settings": {"eval_every": 8, "patience": 2, "max_steps": 40,
+                                          "learning_rates": [1e-5, 4e-5]},
+                             "predicted_distribution": {"a": 0.4, "b": 0.6}})
+    assert not any(quiet.values())
+
+
+def test_the_selection_table_counts_the_flags(tmp_path):
+    from harness.leaderboard.tables import selection_table
+
+    root = tmp_path / "runs"
+    for seed in (13, 21):
+        write_cell(root, "t1", "a", "few-shot", 4, seed, HALF)  # predicts class 0 only
+    for path in root.rglob("*.json"):
+        data = json.loads(path.read_text())
+        data["predicted_distribution"] = {"negative": 1.0, "positive": 0.0}
+        path.write_text(json.dumps(data))
+    table = selection_table(collect([root]).cells, 4)
+    row = next(r for r in table.rows if r[1][0] == "few-shot")
+    assert row[table.header.index("a class never predicted")] == ("2 of 2", True)

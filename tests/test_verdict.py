@@ -75,10 +75,12 @@ def test_a_regime_on_other_seeds_is_left_out_and_said(runs):
 def test_verdict_sentences_and_cli(runs):
     cells = collect([runs]).cells
     (line,) = verdict_lines(cells, [4])
-    assert line.startswith("**t1, k = 4** (3 seeds, 10 test examples): use **head**, 96.7 %")
-    assert "runner-up, full, by +3.3 points" in line and "not a clear win" in line
+    assert line.startswith("**t1, k = 4** (3 seeds, 10 test examples): **tie — pick the cheaper**: head, full are "
+                           "not distinguishable; the cheapest of them is **head**")
+    assert "the best mean is head, 96.7 %" in line and "+3.3 points over the runner-up, full" in line
+    assert "Holm-corrected p =" in line and "over 3 comparisons" in line and "Out of sample" in line
     result = CliRunner().invoke(cli, ["verdict", str(runs), "--budget", "4"])
-    assert result.exit_code == 0 and "use head" in result.output
+    assert result.exit_code == 0 and "tie — pick the cheaper" in result.output
     cheap = CliRunner().invoke(cli, ["verdict", str(runs), "--budget", "4", "--max-cost", "50"])
     assert cheap.exit_code == 0 and "No task has two regimes" in cheap.output  # every regime costs 100 + 1000 x 10
 
@@ -94,3 +96,45 @@ def test_the_verdict_says_whether_the_choice_depends_on_the_model(runs):
     assert line.endswith("the choice depends on the model.")
     result = CliRunner().invoke(cli, ["verdict", str(runs), "--budget", "4"])
     assert result.exit_code == 0 and "# across models" in result.output and "depends on the model" in result.output
+
+
+def test_a_verdict_over_an_incomplete_set_of_regimes_recommends_none(runs):
+    for seed in (13, 21, 42):  # another task, where full did not run
+        write_cell(runs, "t2", "a", "head", 4, seed, GOLD)
+        write_cell(runs, "t2", "a", "few-shot", 4, seed, WRONG5)
+    lines = {line.split(",")[0]: line for line in verdict_lines(collect([runs]).cells, [4])}
+    assert "**incomplete**: zero-shot, full did not run here, so no regime is recommended" in lines["**t2"]
+    assert "incomplete" not in lines["**t1"]
+
+
+def _crossed(rng, seeds, items, mean, seed_sd, item_sd, noise_sd):
+    return (mean + rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, item_sd, (1, items))
+            + rng.normal(0, noise_sd, (seeds, items)))
+
+
+@pytest.mark.parametrize("seed_sd, item_sd", [(0.03, 0.3), (0.1, 0.05)])
+def test_crossed_intervals_cover_95_percent_where_the_nested_bootstrap_does_not(seed_sd, item_sd):
+    """A known crossed design (5 seeds x 200 items, a seed effect, an item effect every seed shares, noise): the
+    crossed t interval covers the true mean about 95 % of the time whichever effect dominates; the nested bootstrap
+    (items resampled within each seed) loses the shared item effect and covers far less when it dominates."""
+    from harness.leaderboard.stats import crossed_interval
+
+    rng = np.random.default_rng(7)
+    crossed = nested = 0
+    trials = 300
+    for _ in range(trials):
+        d = _crossed(rng, 5, 200, 0.02, seed_sd, item_sd, 0.3)
+        _, low, high, _ = crossed_interval(d)
+        crossed += low <= 0.02 <= high
+        low, high = percentile_interval(hierarchical_bootstrap(d, resamples=300, seed=int(rng.integers(1 << 30)))[:, 0])
+        nested += low <= 0.02 <= high
+    assert 0.92 <= crossed / trials <= 0.99
+    if item_sd > seed_sd:
+        assert nested / trials < 0.88
+
+
+def test_holm_adjusts_step_down():
+    from harness.leaderboard.stats import holm
+
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert holm({"a": 0.5}) == {"a": 0.5} and holm({"a": 0.4, "b": 0.6})["b"] == 0.8

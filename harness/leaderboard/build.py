@@ -11,6 +11,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.leaderboard import effort, plots, render, tables
 from harness.leaderboard.collect import collect
+from harness.leaderboard.verdict import compare, model_lines, verdict_lines
 from harness.results import write_atomic
 
 
@@ -92,17 +93,25 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     images += [image for image in (scatter, forgetting) if image]
     images += plots.expected_max_plots(effort.effort_rows(cells, k), effort.DRAWS, k,
                                        plot_dir / slug if suffix else plot_dir)
+    comparisons = [c for c in (compare(cells, task, k) for task in sorted(cells["task"].unique())) if c is not None]
+    images += plots.forest_plots(comparisons, plot_dir / slug if suffix else plot_dir)
     return made, images
 
 
 def _verdict(cells: pd.DataFrame, k: int) -> str:
     """The verdict section: per model, task and the headline k, the regime to use, from the numbers alone."""
-    from harness.leaderboard.verdict import model_lines, verdict_lines
 
     parts = ["## Verdict", "",
-             f"Written from the tables by `harness verdict` (k = {k}): the best regime per task with its margin over the "
-             "runner-up (95 % hierarchical bootstrap interval over seeds and test examples), how often it is best "
-             "under that bootstrap, its cost, and the cheapest regime within 1 point.", ""]
+             f"Written from the tables by `harness verdict` (k = {k}), by these rules. A regime is recommended only "
+             "when every regime these runs hold ran on that task and k; otherwise the task is **incomplete** and the "
+             "missing regimes are named. A win is **clear** only when the best regime's difference to the runner-up "
+             "is significant after Holm's correction over the task's comparisons (α = 0.05), by a t test for the "
+             "crossed design (every seed scores the same test items: two-way random-effects ANOVA of seeds × items, "
+             "Satterthwaite's degrees of freedom); otherwise it is a **tie — pick the cheaper**: the cheapest regime "
+             "(training + 1000 test examples) not distinguishable from the best. Each verdict also gives how often "
+             "the best is best under a crossed bootstrap (seeds and items resampled independently), and the margin "
+             "measured out of sample (the pick chosen on the first half of the seeds, measured on the rest), "
+             "against the winner's curse.", ""]
     for model, group in cells.groupby("model"):
         lines = verdict_lines(group, [k], crossover=tables.crossover_points(tables.learning_curves(group)))
         if cells["model"].nunique() > 1:

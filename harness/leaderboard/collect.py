@@ -100,6 +100,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
         "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
         **dict(zip(("warn_edge", "warn_last_step"), flags(result.details.get("warnings")))),
+        **selection_flags(result.details),
         # the cell's scores on other tasks' test splits (--eval-tasks) and its forgetting (--forgetting), as JSON
         "tied_predictions": result.details.get("tied_predictions"),  # None: harness < 0.4 did not count them
         # every configuration dev compared, as its dev accuracy (equal tuning effort: expected max over n draws)
@@ -116,6 +117,26 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         # a path, or None: calibration and significance leave the cell out (pandas may turn None into NaN)
         "predictions": str(predictions) if predictions and predictions.is_file() else None, "path": str(path),
     }
+
+
+def selection_flags(details: dict[str, Any]) -> dict[str, bool]:
+    """What a reviewer would flag in a cell's selection, read from what it recorded (cells of any version): the
+    best checkpoint at the first dev check of a run that went on; a budget whose cadence and patience leave early
+    stopping no room (its earliest stop is the last step); a grid of one value (nothing was searched); a class the
+    cell never predicted."""
+    selection, settings = details.get("selection") or {}, details.get("settings") or {}
+    history = selection.get("history") or []
+    first = bool(history) and selection.get("best_step") == history[0].get("step") and \
+        (selection.get("steps") or 0) > (selection.get("best_step") or 0)
+    numbers = [settings.get(k) for k in ("eval_every", "patience", "max_steps")]
+    cannot = all(isinstance(n, int) and not isinstance(n, bool) for n in numbers) and \
+        max(settings.get("min_steps") or 0, numbers[0] * (numbers[1] + 1)) >= numbers[2]
+    grids = [settings.get(k) for k in ("learning_rates", "c_grid") if isinstance(settings.get(k), list)]
+    searched = "history" in selection or "grid" in selection
+    distribution = details.get("predicted_distribution") or {}
+    return {"flag_first_evaluation": first, "flag_cannot_stop": bool(cannot),
+            "flag_not_searched": searched and any(len(g) == 1 for g in grids),
+            "flag_class_never_predicted": any(v == 0 for v in distribution.values())}
 
 
 def dev_configurations(details: dict[str, Any]) -> list[float]:

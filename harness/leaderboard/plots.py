@@ -49,6 +49,28 @@ def expected_max_plots(rows: pd.DataFrame, draws: tuple[int, ...], k: int, out: 
     return written
 
 
+def forest_plots(comparisons: list, out: Path) -> list[Path]:
+    """One figure per task: each regime's difference to the best (points) with its Holm-corrected crossed t
+    interval; red where it excludes 0, grey where it is a tie."""
+    written = []
+    for c in comparisons:
+        others = [r for r in c.regimes if r != c.best]
+        if not others:
+            continue
+        fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(others) + 1.2))
+        for y, regime in enumerate(others):
+            mean, low, high = (100 * v for v in c.corrected.get(regime, c.difference[regime]))
+            color = "grey" if c.tied(regime) else "tab:red"
+            ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", color=color, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(others)), others)
+        ax.set_xlabel(f"difference to {c.best} (points; Holm-corrected crossed t interval)")
+        ax.set_title(f"{c.task}, k = {c.k}: against the best ({c.best})")
+        fig.tight_layout()
+        written.append(_save(fig, out / f"forest_{c.task}"))
+    return written
+
+
 def cost_scatter(cells: pd.DataFrame, k: int, out: Path) -> Path | None:
     """Accuracy against the compute to train once and answer 1000 test examples (log scale)."""
     at_k = cells[(cells["k"] == k) | ~cells["seeded"]].assign(

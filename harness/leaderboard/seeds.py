@@ -41,6 +41,7 @@ def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
             "tied_predictions": chosen["tied_predictions"].astype(float).sum() if "tied_predictions" in chosen
             and chosen["tied_predictions"].notna().all() else math.nan,
             "warn_edge": bool(chosen["warn_edge"].any()), "warn_last_step": bool(chosen["warn_last_step"].any()),
+            **{c: bool(chosen[c].any()) for c in chosen.columns if c.startswith("flag_")},
             "warnings_recorded": bool(chosen["warnings_recorded"].all()),
             "rule": rule, "predictions": [p for p in chosen["predictions"] if isinstance(p, str)], "n": int(chosen["n"].iloc[0]),
         })

@@ -100,3 +100,69 @@ def seed_level_p_value(a_by_seed: Sequence[float], b_by_seed: Sequence[float]) -
     """Two-sided exact sign-flip test of the per-seed accuracy differences: the unit of replication is the draw
     of k training examples (with 5 seeds the smallest possible p is 2/32 = 0.0625)."""
     return paired_p_value(a_by_seed, b_by_seed)
+
+
+def crossed_bootstrap(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Resampled means of a (regimes, seeds, examples) array, for a *crossed* design (every seed scores the same
+    test items): seeds and items drawn with replacement independently, the drawn items shared by every drawn seed
+    (and every regime) of a resample, so the item effect all seeds share is kept. Returns (resamples, regimes)."""
+    scores = np.asarray(correct, dtype=float)
+    if scores.ndim == 2:
+        scores = scores[None]
+    _, seeds, examples = scores.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty((resamples, scores.shape[0]))
+    for start in range(0, resamples, 250):
+        b = min(250, resamples - start)
+        drawn_seeds = rng.integers(0, seeds, size=(b, seeds))
+        drawn_items = rng.integers(0, examples, size=(b, examples))
+        picked = scores[:, drawn_seeds[:, :, None], drawn_items[:, None, :]]  # (regimes, b, seeds, examples)
+        out[start : start + b] = picked.mean(axis=(2, 3)).T
+    return out
+
+
+def crossed_interval(scores: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, low, high, two-sided p of mean = 0) of a (seeds, items) array from a crossed design, by the two-way
+    random-effects ANOVA: Var(mean) = (MS_seed + MS_item - MS_residual) / (seeds x items), with Satterthwaite's
+    degrees of freedom and a t interval (with 5 seeds the seed term has 4 degrees of freedom, and the interval is
+    as wide as that warrants: percentile bootstraps over 5 seeds cover about 84 % at nominal 95 %). One seed: the
+    items alone (a one-sample t interval over items)."""
+    from scipy import stats
+
+    d = np.asarray(scores, dtype=float)
+    if d.ndim == 1:
+        d = d[None]
+    s, i = d.shape
+    mean = float(d.mean())
+    if s == 1 or i == 1:
+        flat = d.ravel()
+        if flat.size < 2 or np.ptp(flat) == 0:
+            return mean, mean, mean, 1.0 if mean == 0 else 0.0
+        se, df = flat.std(ddof=1) / math.sqrt(flat.size), flat.size - 1
+    else:
+        seed_means, item_means = d.mean(axis=1), d.mean(axis=0)
+        ms_seed = i * ((seed_means - mean) ** 2).sum() / (s - 1)
+        ms_item = s * ((item_means - mean) ** 2).sum() / (i - 1)
+        residual = d - seed_means[:, None] - item_means[None, :] + mean
+        ms_res = (residual ** 2).sum() / ((s - 1) * (i - 1))
+        numerator = ms_seed + ms_item - ms_res
+        if numerator <= 0:  # sampling noise made the combination negative: the larger single term bounds it
+            numerator = max(ms_seed, ms_item)
+        if numerator == 0:
+            return mean, mean, mean, 1.0 if mean == 0 else 0.0
+        se = math.sqrt(numerator / (s * i))
+        denominator = ms_seed ** 2 / (s - 1) + ms_item ** 2 / (i - 1) + ms_res ** 2 / ((s - 1) * (i - 1))
+        df = max(1.0, numerator ** 2 / denominator) if denominator > 0 else float(s - 1)
+    half = stats.t.ppf((1 + level) / 2, df) * se
+    p = float(2 * stats.t.sf(abs(mean) / se, df))
+    return mean, mean - half, mean + half, p
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (family-wise error over the comparisons given)."""
+    order = sorted(p_values, key=p_values.get)
+    adjusted, running = {}, 0.0
+    for rank, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[name]))
+        adjusted[name] = running
+    return adjusted

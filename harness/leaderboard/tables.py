@@ -65,7 +65,7 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
             ties[(t, r)] = comparison.tied(r)
             d = comparison.difference[r]
             pvalues.append(f"{t}: {r} − {comparison.best} {100 * d[0]:+.1f} ({100 * d[1]:+.1f} … {100 * d[2]:+.1f}), "
-                           f"seed-level {_p_text(comparison.seed_p[r])}")
+                           f"Holm {_p_text(comparison.corrected_p[r])}, seed-level {_p_text(comparison.seed_p[r])}")
     for r in regimes:
         row = [(r, False)]
         for t in tasks:
@@ -97,12 +97,12 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         "no templates and so draws nothing, has no std). Where a task has several templates, each seed's "
         "template is the one with the best dev accuracy, then the lowest dev loss, then the first by name (else "
         "the mean over templates).",
-        "Bold: best regime per task. †: not distinguishable from the best: the 95 % interval of its difference to "
-        "the best contains 0 under a hierarchical bootstrap (seeds drawn with replacement, then test examples "
-        "within each seed; the same draws for every regime; each seed's dev-selected template), which counts "
-        "the variance of a new draw of k training examples, not only of the test set. Beside it, a two-sided "
-        "exact sign-flip test of the per-seed accuracy differences (seed-level; with 5 seeds no p is below "
-        "0.0625).",
+        "Bold: best regime per task. †: not distinguishable from the best: its difference to the best is not "
+        "significant after Holm's correction over the task's comparisons (α = 0.05), by a t test for the crossed "
+        "design (every seed scores the same test items: the two-way random-effects ANOVA of seeds × items, "
+        "Satterthwaite's degrees of freedom), which counts the variance of a new draw of k training examples and of "
+        "a new test set. Beside it, a two-sided exact sign-flip test of the per-seed accuracy differences "
+        "(seed-level; with 5 seeds no p is below 0.0625).",
         "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
         "uniform guess (1 / classes).",
         f"‡: in at least one seed one class takes ≥ {COLLAPSE:.0%} of the predictions (see Prediction balance).",
@@ -111,9 +111,13 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         *notes,
     ]
     if pvalues:
-        notes.append("Differences to the best in points (95 % hierarchical bootstrap interval) and seed-level "
+        notes.append("Differences to the best in points (95 % crossed t interval), Holm-corrected p and seed-level "
                      "p-values: " + "; ".join(pvalues) + ".")
     return Table(f"Main table (k = {k})", ["regime", *tasks, "average"], rows, notes, key="main")
+
+
+FLAGS = {"flag_first_evaluation": "best = first evaluation", "flag_cannot_stop": "early stopping could not stop",
+         "flag_not_searched": "one-value grid (not searched)", "flag_class_never_predicted": "a class never predicted"}
 
 
 def selection_table(cells: pd.DataFrame, k: int) -> Table:
@@ -124,22 +128,31 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
     rows = []
     for (task, regime), g in sorted(at_k.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         edge, last = int(g["warn_edge"].sum()), int(g["warn_last_step"].sum())
+        counts = {flag: int(g[flag].sum()) if flag in g else 0 for flag in FLAGS}
         rho = _dev_test_correlation(raw[(raw["task"] == task) & (raw["regime"] == regime)])
+        flagged = [(f"{counts[f]} of {len(g)}", counts[f] > 0) for f in FLAGS]
         if not g["warnings_recorded"].all():
-            if not g["prompting"].iloc[0]:  # cells of harness 0.2 and before did not check their selection
-                rows.append([(task, False), (regime, False), ("not recorded", False), ("not recorded", False),
+            # cells of harness 0.2 and before did not check their selection; prompting records no such warnings
+            if not g["prompting"].iloc[0] or any(counts.values()):
+                unchecked = "—" if g["prompting"].iloc[0] else "not recorded"
+                rows.append([(task, False), (regime, False), (unchecked, False), (unchecked, False), *flagged,
                              (rho, False)])
-        elif edge or last or not g["prompting"].iloc[0]:
+        elif edge or last or any(counts.values()) or not g["prompting"].iloc[0]:
             rows.append([(task, False), (regime, False), (f"{edge} of {len(g)}", edge > 0),
-                         (f"{last} of {len(g)}", last > 0), (rho, False)])
+                         (f"{last} of {len(g)}", last > 0), *flagged, (rho, False)])
     notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
              "a learning rate, ...), and whose best dev checkpoint was the last step of a run that was not "
-             "stopped early: either suggests the grid or the budget was too small. Prompting regimes are listed "
+             "stopped early: either suggests the grid or the budget was too small. Best = first evaluation: the "
+             "best dev checkpoint was the first check of a run that went on (dev only got worse: too high a rate, "
+             "or overfitting at once). Early stopping could not stop: the budget's dev cadence × (patience + 1) "
+             "reaches its last step, so every run trained to the end whatever dev said. One-value grid: nothing "
+             "was searched on that axis (its edge cannot be judged). A class never predicted: at least one class "
+             "got none of the test predictions. Prompting regimes are listed "
              "only when flagged. Dev–test ρ: Spearman correlation between dev and test accuracy over the regime's "
              "cells (seeds × templates) — how far selecting on a dev set of k examples per class can be trusted "
              "(— with fewer than 3 cells or no spread)."]
     return Table(f"Selection checks (k = {k})", ["task", "regime", "grid edge chosen", "best step = last step",
-                                                 "dev–test ρ"], rows, notes, key="selection")
+                                                 *FLAGS.values(), "dev–test ρ"], rows, notes, key="selection")
 
 
 def _dev_test_correlation(group: pd.DataFrame) -> str:

@@ -1,11 +1,19 @@
-"""Which regime for this task and budget: seed-aware comparisons, and the verdict as sentences from the numbers.
+"""Which regime for this task and budget: comparisons for a crossed design, and the verdict as sentences from the
+numbers.
 
 For one task at one k, every regime's per-example correctness is laid out as (seeds × test examples), each seed's
 dev-selected template, the same seeds and examples for every regime (a regime that draws nothing, as a zero-shot
-without a dev set, repeats its one run for every seed). A hierarchical bootstrap (seeds, then examples within
-each) resamples all regimes with the same draws: 95 % intervals for each accuracy and for each difference to the
-best, and how often each regime comes out best. Beside it the seed-level paired test, whose unit is the draw of
-k training examples. Nothing here imports torch.
+without a dev set, repeats its one run for every seed). Every seed scores the *same* items: the design is crossed,
+not nested. Each accuracy and each difference to the best gets a t interval from the two-way random-effects ANOVA
+of that design (stats.crossed_interval: seed and item variance, Satterthwaite's degrees of freedom); the
+differences to the best are Holm-corrected as one family. "Best in x % of resamples" comes from a crossed bootstrap
+(seeds and items drawn independently, items shared by every seed). The pick's margin is also measured out of
+sample: the best is chosen on the first half of the seeds and its margin measured on the others. Beside it the
+seed-level sign-flip test, whose unit is the draw of k training examples. Nothing here imports torch.
+
+The rules, as the page states them: a regime is recommended only when every regime the run has elsewhere ran on
+that task and k ("incomplete" otherwise); a win is "clear" only when its Holm-corrected difference to the runner-up
+excludes 0; otherwise the cheapest regime not distinguishable from the best is the pick, and the tie is said.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.leaderboard.stats import hierarchical_bootstrap, percentile_interval, seed_level_p_value
+from harness.leaderboard.stats import crossed_bootstrap, crossed_interval, holm, seed_level_p_value
 from harness.leaderboard.seeds import correctness, per_seed, regime_order
 
 WITHIN = 0.01  # "as good": within one accuracy point of the best
+ALPHA = 0.05  # the family-wise error rate of a verdict's comparisons (Holm)
 
 
 @dataclass
@@ -38,11 +47,15 @@ class Comparison:
     probability_best: dict[str, float]
     seed_p: dict[str, float]  # seed-level paired test against the best
     left_out: dict[str, str] = field(default_factory=dict)  # regime -> why it is not compared
+    corrected_p: dict[str, float] = field(default_factory=dict)  # Holm-adjusted, difference to the best
+    # the difference's interval at its Holm step's level, 1 - alpha / (comparisons - rank of its raw p)
+    corrected: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    holdout: tuple[str, str, float, float, float] | None = None  # chosen on half the seeds: (pick, runner-up,
+    #                                                              margin, low, high) on the other half
 
     def tied(self, regime: str) -> bool:
-        """Not distinguishable from the best: the CI of the difference contains 0."""
-        low, high = self.difference[regime][1:]
-        return regime != self.best and low <= 0 <= high
+        """Not distinguishable from the best: its Holm-corrected difference to the best does not exclude 0."""
+        return regime != self.best and self.corrected_p.get(regime, 1.0) >= ALPHA
 
 
 def compare(cells: pd.DataFrame, task: str, k: int, seed: int = 0) -> Comparison | None:
@@ -70,20 +83,39 @@ def compare(cells: pd.DataFrame, task: str, k: int, seed: int = 0) -> Comparison
             ids = series.index if ids is None else ids.intersection(series.index)
     regimes = sorted(columns, key=regime_order)
     scores = np.array([[per[i].loc[ids].to_numpy() for i in range(len(per))] for per in (columns[r] for r in regimes)])
-    resampled = hierarchical_bootstrap(scores, seed=seed)
     means = scores.mean(axis=(1, 2))
     best_index = int(np.argmax(means))
     best = regimes[best_index]
-    accuracy = {r: (float(means[i]), *percentile_interval(resampled[:, i])) for i, r in enumerate(regimes)}
-    difference = {r: (float(means[i] - means[best_index]),
-                      *percentile_interval(resampled[:, i] - resampled[:, best_index])) for i, r in enumerate(regimes)}
-    winners = np.argmax(resampled, axis=1)
+    accuracy = {r: crossed_interval(scores[i])[:3] for i, r in enumerate(regimes)}
+    tests = {r: crossed_interval(scores[i] - scores[best_index]) for i, r in enumerate(regimes)}
+    difference = {r: tests[r][:3] for r in regimes}
+    raw_p = {r: tests[r][3] for r in regimes if r != best}
+    corrected = holm(raw_p)
+    ranked = sorted(raw_p, key=raw_p.get)
+    intervals = {r: crossed_interval(scores[regimes.index(r)] - scores[best_index],
+                                     1 - ALPHA / (len(ranked) - ranked.index(r)))[:3] for r in ranked}
+    winners = np.argmax(crossed_bootstrap(scores, seed=seed), axis=1)
     probability = {r: float(np.mean(winners == i)) for i, r in enumerate(regimes)}
     per_seed_acc = scores.mean(axis=2)
     seed_p = {r: seed_level_p_value(per_seed_acc[i], per_seed_acc[best_index]) if r != best else 1.0
               for i, r in enumerate(regimes)}
     return Comparison(task, k, sorted(int(s) for s in common), len(ids), regimes, accuracy, best, difference,
-                      probability, seed_p, left_out)
+                      probability, seed_p, left_out, corrected_p=corrected, holdout=_holdout(scores, regimes),
+                      corrected=intervals)
+
+
+def _holdout(scores: np.ndarray, regimes: list[str]) -> tuple[str, str, float, float, float] | None:
+    """The winner's curse measured: the best and the runner-up chosen on the first half of the seeds, the margin
+    between them (with its crossed interval) on the other half. None below two seeds or two regimes."""
+    seeds = scores.shape[1]
+    if seeds < 2 or len(regimes) < 2:
+        return None
+    half = seeds // 2
+    chosen = scores[:, :half].mean(axis=(1, 2))
+    order = np.argsort(-chosen, kind="stable")
+    pick, runner = int(order[0]), int(order[1])
+    margin = crossed_interval(scores[pick, half:] - scores[runner, half:])
+    return regimes[pick], regimes[runner], *margin[:3]
 
 
 def regime_costs(cells: pd.DataFrame, task: str, k: int) -> dict[str, dict[str, float]]:
@@ -116,7 +148,9 @@ def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: fl
             result = compare(allowed, task, k)
             if result is None or len(result.regimes) < 2:
                 continue
-            lines.append(_paragraph(result, costs, max_cost, crossover or {}))
+            at_k = allowed[(allowed["k"] == k) | ~allowed["seeded"]]
+            missing = sorted(set(at_k["regime"]) - set(result.regimes) - set(result.left_out), key=regime_order)
+            lines.append(_paragraph(result, costs, max_cost, crossover or {}, missing))
     return lines
 
 
@@ -141,23 +175,37 @@ def model_lines(cells: pd.DataFrame, k: int) -> list[str]:
 
 
 def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: float | None,
-               crossover: dict[tuple[str, str], str]) -> str:
+               crossover: dict[tuple[str, str], str], missing: list[str]) -> str:
     acc = c.accuracy[c.best]
     runner = max((r for r in c.regimes if r != c.best), key=lambda r: c.accuracy[r][0])
     d = c.difference[runner]
     margin = -d[0], -d[2], -d[1]  # best − runner-up
-    clear = margin[1] > 0
-    text = (f"**{c.task}, k = {c.k}** ({len(c.seeds)} seeds, {c.examples} test examples"
-            + (f", regimes costing at most {max_cost:.2g} FLOPs" if max_cost is not None else "") + "): "
-            f"use **{c.best}**, {100 * acc[0]:.1f} % (95 % CI {100 * acc[1]:.1f}–{100 * acc[2]:.1f}). "
-            f"It beats the runner-up, {runner}, by {100 * margin[0]:+.1f} points (95 % CI {100 * margin[1]:+.1f} to "
-            f"{100 * margin[2]:+.1f}; seed-level p = {c.seed_p[runner]:.2g})"
-            + ("" if clear else ": not a clear win, the interval includes 0") +
-            f"; it is the best regime in {100 * c.probability_best[c.best]:.0f} % of bootstrap resamples.")
+    clear = not c.tied(runner)
+    tied = [r for r in c.regimes if r == c.best or c.tied(r)]
+    pick = min((r for r in tied if r in costs), key=lambda r: costs[r]["flops_1000"], default=c.best)
+    head = (f"**{c.task}, k = {c.k}** ({len(c.seeds)} seeds, {c.examples} test examples"
+            + (f", regimes costing at most {max_cost:.2g} FLOPs" if max_cost is not None else "") + "): ")
+    if missing:
+        head += (f"**incomplete**: {', '.join(missing)} did not run here, so no regime is recommended; among those "
+                 f"that ran, ")
+    elif clear:
+        head += f"**clear**: use **{c.best}**; "
+    else:
+        head += (f"**tie — pick the cheaper**: {', '.join(tied)} are not distinguishable; the cheapest of them is "
+                 f"**{pick}**; ")
+    text = (head + f"the best mean is {c.best}, {100 * acc[0]:.1f} % (95 % CI {100 * acc[1]:.1f}–{100 * acc[2]:.1f}), "
+            f"{100 * margin[0]:+.1f} points over the runner-up, {runner} (95 % CI {100 * margin[1]:+.1f} to "
+            f"{100 * margin[2]:+.1f}; Holm-corrected p = {c.corrected_p.get(runner, 1.0):.2g} over "
+            f"{len(c.regimes) - 1} comparisons; seed-level p = {c.seed_p[runner]:.2g}); it is the best regime in "
+            f"{100 * c.probability_best[c.best]:.0f} % of crossed-bootstrap resamples.")
+    if c.holdout is not None:
+        chosen, second, value, low, high = c.holdout
+        text += (f" Out of sample (chosen on the first half of the seeds, measured on the rest): {chosen} over "
+                 f"{second} by {100 * value:+.1f} points (95 % CI {100 * low:+.1f} to {100 * high:+.1f}).")
     mine = costs.get(c.best)
     if mine:
-        text += (f" It costs {mine['train_s']:.0f} s of training, stores {_bytes(mine['stored_bytes'])} per task and "
-                 f"{mine['inference_flops']:.2g} FLOPs per test example.")
+        text += (f" {c.best} costs {mine['train_s']:.0f} s of training, stores {_bytes(mine['stored_bytes'])} per "
+                 f"task and {mine['inference_flops']:.2g} FLOPs per test example.")
     close = [r for r in c.regimes if r != c.best and c.accuracy[r][0] >= acc[0] - WITHIN and r in costs]
     if mine and close:
         cheapest = min(close, key=lambda r: costs[r]["flops_1000"])
