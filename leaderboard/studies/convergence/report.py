@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 BUDGETS = (24, 48, 96, 192)
+PLANNED = 2 * 3 * 4  # sst2, subj x seeds 13, 21, 42 x full, prompt-ft, lora, LP-FT
 
 
 def cells(folder: Path) -> dict[tuple, dict]:
@@ -33,6 +34,8 @@ def best_within(history: list[dict], budget: int) -> float | None:
 def main() -> None:
     pilot, published = cells(Path(sys.argv[1])), cells(Path(sys.argv[2]))
     print("# Convergence pilot (CPU)\n")
+    print(f"**{len(pilot)} of the {PLANNED} planned cells are computed**; `reproduce.sh` computes the rest (it skips "
+          "finished cells). No finding is stated until the table holds every cell: the rows below are what has run.\n")
     print("Written by `report.py` from the cells in `runs-cpu/` (made by `reproduce.sh`) and the published 24-step "
           "cells (`leaderboard/runs-0.4-cpu`, lr 4e-5 / lora 1e-3, same tasks, seeds and 200 test items). "
           "Best step: of the chosen learning rate's run. Budget within 1 point: the smallest of "
