@@ -1,3 +1,3 @@
 """harness: prompt it, train a head, or fine-tune it all — measured on one base model."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
