@@ -30,6 +30,9 @@ class Budget:
     warmup_ratio: float = setting(0.1, "share of the steps with a rising learning rate", scope="regime", minimum=0)
     weight_decay: float = setting(0.01, "AdamW's weight decay", scope="regime", minimum=0)
     max_grad_norm: float = setting(1.0, "gradients clipped to this norm", scope="regime", above=0)
+    pack: bool = setting(False, "train on packed rows: a batch's inputs in one row without padding, each attending "
+                                "to itself alone (a block-diagonal mask); the same loss up to float rounding (a new "
+                                "head on token inputs; prompt-ft and head's top blocks keep padded rows)")
     max_tokens: int = setting(256, "inputs are cut to this many tokens, inside their longest field", minimum=8)
     select_metric: str = select_metric_setting()
     gradient_checkpointing: bool = setting(False, "trade compute for memory", hashed=False)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness.cpu_linear import onednn_linears
-from harness.regimes.training import pad_rows
+from harness.regimes.training import PackedRows, pad_rows
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -31,8 +31,15 @@ class SequenceClassifier(nn.Module):
         self.head = head
         self.pooling = pooling
 
-    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor | PackedRows, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.body(inputs, mask)
+        if isinstance(inputs, PackedRows):  # (1, tokens, dim): each input's last token, or its mean
+            if self.pooling == "last":
+                pooled = hidden[0, inputs.ends]
+            else:
+                pooled = torch.stack([hidden[0, a : b + 1].mean(0) for a, b in zip(inputs.starts.tolist(),
+                                                                                   inputs.ends.tolist())])
+            return self.head(pooled.to(self.head.weight.dtype))
         return self.head(pool(hidden, mask, self.pooling).to(self.head.weight.dtype))
 
 

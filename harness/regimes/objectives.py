@@ -72,7 +72,7 @@ class NewHead:
         from harness.models import autocast_for
         from harness.regimes.classifier import predict_logits
         from harness.regimes.probe import train_probe
-        from harness.regimes.training import pad_rows
+        from harness.regimes.training import pack_rows, pad_rows
 
         texts, labels = render_splits(template, data, lm.tokenizer, settings.max_tokens, lm.max_length)
         init = getattr(settings, "head_init", "zero")
@@ -81,8 +81,11 @@ class NewHead:
         inputs = {split: source.encode(lm, shared, texts[split], settings, progress) for split in texts}
         device, pad = lm.model.device, lm.tokenizer.pad_token_id
 
+        packs = getattr(settings, "pack", False) and not source.reads_features
+
         def make_batch(rows: list[int]) -> tuple:
-            batch, mask = pad_rows([inputs["train"][i] for i in rows], pad, device)
+            chosen = [inputs["train"][i] for i in rows]
+            batch, mask = pack_rows(chosen, device) if packs else pad_rows(chosen, pad, device)
             return batch, mask, torch.tensor([labels["train"][i] for i in rows], device=device)
 
         tokens = {split: sum(shared.features.token_lengths(texts[split], settings.max_tokens)) for split in texts}

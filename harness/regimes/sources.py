@@ -61,8 +61,16 @@ class Backbone:
                                                   max_length=settings.max_tokens)["input_ids"]]
 
     def body(self, model: Any, module: Any) -> Callable[[Any, Any], Any]:
-        """(ids, mask) -> (batch, seq, dim) final-norm hidden states of the trained decoder."""
-        return lambda ids, mask: module(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        """(ids, mask) -> (batch, seq, dim) final-norm hidden states of the trained decoder; packed rows run with
+        their block-diagonal mask and restarting positions."""
+
+        def run(ids: Any, mask: Any) -> Any:
+            if hasattr(ids, "positions"):  # training.PackedRows
+                return module(input_ids=ids.ids, attention_mask=ids.mask, position_ids=ids.positions,
+                              use_cache=False).last_hidden_state
+            return module(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+
+        return run
 
     def frozen_parameters(self, model: Any, module: Any) -> int:
         """Parameters the deployed model runs beyond `module`'s own (a peft model holds its frozen base)."""

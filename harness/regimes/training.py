@@ -42,6 +42,39 @@ def pad_rows(rows: Sequence[Any], pad: int, device: Any) -> tuple[torch.Tensor, 
     return out.to(device), mask.to(device)
 
 
+@dataclass
+class PackedRows:
+    """Several training inputs packed into one row without padding: each attends only to itself (a block-diagonal
+    causal mask), its positions restart at 0, and its last token is read (`ends`)."""
+
+    ids: torch.Tensor  # (1, tokens) token ids, or (1, tokens, dim) hidden states
+    positions: torch.Tensor  # (1, tokens)
+    mask: torch.Tensor  # (1, 1, tokens, tokens) additive: 0 where a token may look, the dtype's minimum elsewhere
+    ends: torch.Tensor  # (inputs,) index of each input's last token
+    starts: torch.Tensor  # (inputs,) index of each input's first token
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[1])
+
+
+def pack_rows(rows: Sequence[Any], device: Any, dtype: torch.dtype = torch.float32) -> tuple[PackedRows, torch.Tensor]:
+    """Inputs of different lengths as one packed row, and a (1, tokens) mask of ones (what the loop counts)."""
+    lengths = [len(r) for r in rows]
+    starts = torch.tensor([sum(lengths[:i]) for i in range(len(rows))])
+    ends = starts + torch.tensor(lengths) - 1
+    segment = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(lengths))
+    allowed = (segment[:, None] == segment[None, :]) & torch.ones(len(segment), len(segment), dtype=torch.bool).tril()
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    positions = torch.cat([torch.arange(n) for n in lengths])
+    if isinstance(rows[0], torch.Tensor):
+        ids = torch.cat([r.float() for r in rows])[None]
+    else:
+        ids = torch.tensor([t for r in rows for t in r], dtype=torch.long)[None]
+    packed = PackedRows(ids.to(device), positions[None].to(device), mask[None, None].to(device), ends.to(device),
+                        starts.to(device))
+    return packed, torch.ones(1, len(segment), dtype=torch.long, device=device)
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 16) -> list[list[int]]:
     """Shuffle, cut into mega-batches, sort each by length, split: similar lengths share a batch (little padding)."""
     order = list(range(len(lengths)))
