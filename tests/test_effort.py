@@ -33,4 +33,5 @@ def test_the_leaderboard_shows_each_regimes_configurations_and_expected_best(toy
     rows = {line.split("|")[2].strip(): line for line in table.splitlines() if line.startswith("| toy |")}
     assert rows["full"].split("|")[3].strip() == "4"  # 2 learning rates x 2 dev checks, every one recorded
     assert rows["head"].split("|")[3].strip() == "3" and rows["few-shot"].split("|")[3].strip() == "3"
-    assert (tmp_path / "lb" / "plots" / "expected_max_toy.png").is_file()
+    for plot in ("expected_max_toy", "spectrum_toy", "forest_toy"):  # tuning effort, the spectrum, the forest plot
+        assert (tmp_path / "lb" / "plots" / f"{plot}.png").is_file(), plot

@@ -256,7 +256,7 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
         (["--k", "five"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "full"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "-5"], "--k must be comma-separated positive integers or 'all'"),
-        (["--regimes", "head,qlora"], "unknown regime 'qlora' (known: zero-shot, few-shot, head, full, prompt-ft, lora, ia3, scratch, tfidf)"),
+        (["--regimes", "head,qlora"], "unknown regime 'qlora' (known: zero-shot, few-shot, head, full, prompt-ft, lora, ia3, bitfit, scratch, tfidf)"),
     ],
 )
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
@@ -566,3 +566,29 @@ def test_packed_training_runs_through_eval(patched, tmp_path):
     cell = json.loads(next(tmp_path.rglob("full_k2_seed13.json")).read_text())
     assert cell["settings"]["pack"] is True and cell["config"]["settings"]["pack"] is True
     assert cell["padding_fraction"] == 0.0
+
+
+def test_bitfit_trains_the_norms_and_biases_only_and_never_the_base(toy_env, loaded):
+    from harness.regimes.bitfit import BitfitSettings
+
+    model = loaded.model
+    before = _state(model)
+    run = _run(loaded, "bitfit", BitfitSettings(max_steps=4, batch_size=4, eval_every=2, learning_rates=(5e-2,)))
+    assert _same(before, model.state_dict())
+    with run.deployed(model) as deployed:
+        trained = dict(deployed.model.named_parameters())
+        changed = {k for k, v in trained.items() if not torch.equal(v, before[f"model.{k}"])}
+    assert changed and all("norm" in k for k in changed)  # the tiny Llama has no biases: its norms alone moved
+    norms = sum(v.numel() for k, v in trained.items() if "norm" in k)
+    assert run.cost.trainable_parameters == norms + 2 * (32 + 1)
+
+
+def test_a_list_of_lora_ranks_gives_one_variant_each(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "lora", "--k", "2",
+                                  "--seeds", "13", "--lora-rank", "1,8,16", "--lora-max-steps", "1",
+                                  "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.rglob("lora*.json"))
+    assert names == ["lora-r16_k2_seed13.json", "lora-r1_k2_seed13.json", "lora_k2_seed13.json"]
+    trainable = {p.name: json.loads(p.read_text())["cost"]["trainable_parameters"] for p in tmp_path.rglob("lora*.json")}
+    assert trainable["lora-r1_k2_seed13.json"] < trainable["lora_k2_seed13.json"] < trainable["lora-r16_k2_seed13.json"]

@@ -57,11 +57,11 @@ def _cell(out, stem):
 
 
 def test_registry_names_match_and_unknown_lists_them():
-    assert list(regimes.REGISTRY) == ["zero-shot", "few-shot", "head", "full", "prompt-ft", "lora", "ia3", "scratch",
-                                      "tfidf"]
+    assert list(regimes.REGISTRY) == ["zero-shot", "few-shot", "head", "full", "prompt-ft", "lora", "ia3", "bitfit",
+                                      "scratch", "tfidf"]
     assert all(regime.name == name for name, regime in regimes.REGISTRY.items())
     with pytest.raises(HarnessError, match=r"unknown regime 'qlora' \(known: zero-shot, few-shot, head, full, "
-                                           r"prompt-ft, lora, ia3, scratch, tfidf\)"):
+                                           r"prompt-ft, lora, ia3, bitfit, scratch, tfidf\)"):
         regimes.get_regime("qlora")
     assert regimes.in_context_reference() == "few-shot"
 
@@ -82,17 +82,18 @@ def test_a_regime_added_to_the_registry_runs_through_eval_and_the_leaderboard(ru
 def test_real_eval_output_of_every_regime_builds_the_leaderboard(runner, tmp_path):
     _eval(runner, tmp_path / "runs", "--seeds", "13,21", "--full-max-steps", "2", "--templates", "all",
           "--regimes", ",".join(regimes.REGISTRY), "--prompt-ft-max-steps", "2", "--scratch-max-steps", "2",
-          "--lora-max-steps", "2", "--ia3-max-steps", "2")
+          "--lora-max-steps", "2", "--ia3-max-steps", "2", "--bitfit-max-steps", "2")
     built = runner.invoke(cli, ["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "lb"), "--k", "2"])
     assert built.exit_code == 0, built.output
     assert "note:" not in built.output  # nothing skipped, nothing conflicting
     readme = (tmp_path / "lb" / "README.md").read_text()
     main = readme.split("### Main table (k = 2)")[1].split("###")[0]
     assert [line.split("|")[1].strip() for line in main.splitlines() if line.startswith("| ")][1:] == [
-        "zero-shot", "few-shot", "head", "full", "prompt-ft", "lora", "ia3", "scratch", "tfidf", "majority", "random"]
+        "zero-shot", "few-shot", "head", "full", "prompt-ft", "lora", "ia3", "bitfit", "scratch", "tfidf", "majority",
+        "random"]
     assert "(2)" in main.split("| few-shot |")[1].splitlines()[0]  # two seeds
     csv = (tmp_path / "lb" / "results.csv").read_text()
-    assert csv.count(",toy,") >= 2 * 2 * 9  # 2 templates x 2 seeds x 9 regimes (zero-shot selects on each seed's dev)
+    assert csv.count(",toy,") >= 2 * 2 * 10  # 2 templates x 2 seeds x 10 regimes (zero-shot selects on each seed's dev)
 
 
 def _tokens(tokenizer, texts):

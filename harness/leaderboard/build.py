@@ -95,6 +95,7 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
                                        plot_dir / slug if suffix else plot_dir)
     comparisons = [c for c in (compare(cells, task, k) for task in sorted(cells["task"].unique())) if c is not None]
     images += plots.forest_plots(comparisons, plot_dir / slug if suffix else plot_dir)
+    images += plots.spectrum_plots(cells, k, plot_dir / slug if suffix else plot_dir)
     return made, images
 
 

@@ -49,6 +49,33 @@ def expected_max_plots(rows: pd.DataFrame, draws: tuple[int, ...], k: int, out: 
     return written
 
 
+def spectrum_plots(cells: pd.DataFrame, k: int, out: Path) -> list[Path]:
+    """One figure per task: each regime's mean accuracy at k against its trainable parameters (log scale; the
+    prompting regimes, which train none, at the left edge) — the spectrum from prompting to every weight."""
+    at_k = cells[(cells["k"] == k) | ~cells["seeded"]]
+    written = []
+    for task, group in at_k.groupby("task"):
+        points = group.groupby("regime").agg(accuracy=("metric_accuracy", "mean"),
+                                             parameters=("cost_trainable_parameters", "mean"))
+        points = points[points["accuracy"].notna()]
+        if len(points) < 2:
+            continue
+        floor = max(1.0, points.loc[points["parameters"] > 0, "parameters"].min() / 10) \
+            if (points["parameters"] > 0).any() else 1.0
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for regime, row in sorted(points.iterrows(), key=lambda kv: regime_order(kv[0])):
+            x = max(row["parameters"], floor)
+            ax.scatter(x, 100 * row["accuracy"], marker="s" if row["parameters"] == 0 else "o")
+            ax.annotate(regime, (x, 100 * row["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"trainable parameters (log; squares: none, drawn at {floor:.0f})")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{task}: accuracy vs trainable parameters (k = {k})")
+        fig.tight_layout()
+        written.append(_save(fig, out / f"spectrum_{task}"))
+    return written
+
+
 def forest_plots(comparisons: list, out: Path) -> list[Path]:
     """One figure per task: each regime's difference to the best (points) with its Holm-corrected crossed t
     interval; red where it excludes 0, grey where it is a tie."""

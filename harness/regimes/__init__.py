@@ -14,7 +14,7 @@ import math
 import re
 
 from harness.errors import HarnessError
-from harness.regimes import full, head, ia3, lora, prompt_ft, prompting, scratch, tfidf
+from harness.regimes import bitfit, full, head, ia3, lora, prompt_ft, prompting, scratch, tfidf
 from harness.regimes.protocol import Regime
 
 
@@ -27,6 +27,7 @@ REGISTRY: dict[str, Regime] = {
     "prompt-ft": prompt_ft.PROMPT_FT,
     "lora": lora.LORA,
     "ia3": ia3.IA3,
+    "bitfit": bitfit.BITFIT,
     "scratch": scratch.SCRATCH,
     "tfidf": tfidf.Tfidf(),
 }

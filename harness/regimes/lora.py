@@ -21,7 +21,8 @@ class LoraSettings(Budget):
     new head or the answer scores."""
 
     learning_rates: tuple[float, ...] = redefault(Budget, "learning_rates", (1e-3,))
-    rank: int = setting(8, "adapter rank", scope="regime", minimum=1)
+    rank: int = setting(8, "adapter rank; several (1,2,4,...,64) give one variant each: the trainable-parameter "
+                           "sweep", scope="regime", minimum=1, axis=True)
     alpha: int = setting(16, "adapter scale: the update is multiplied by alpha / rank", scope="regime", minimum=1)
     targets: tuple[str, ...] = setting(("all-linear",), "linear module names in the blocks, or 'all-linear'",
                                        scope="regime")

@@ -29,10 +29,12 @@ class Backbone:
 
     reads_features = False
 
-    def __init__(self, weights: str = "pretrained", adapters: Callable[[Any, Any], Any] | None = None):
+    def __init__(self, weights: str = "pretrained", adapters: Callable[[Any, Any], Any] | None = None,
+                 trains: Callable[[str], bool] | None = None):
         assert weights in ("pretrained", "fresh")
         self.weights = weights
-        self.adapters = adapters  # (settings, module) -> a peft config; None: every weight trains
+        self.adapters = adapters  # (settings, module) -> a peft config; None: no adapters
+        self.trains = trains  # parameter name -> whether it trains (bitfit: biases and norms); None: every one
 
     def build(self, model: Any, whole_lm: bool, settings: Any, seed: int) -> Any:
         """The module that trains: the decoder, or the whole causal LM (whole_lm), in fp32, in training mode."""
@@ -47,6 +49,9 @@ class Backbone:
 
             module = copy.deepcopy(model if whole_lm else anatomy(model).decoder)
         module = _trainable(module, settings)
+        if self.trains is not None:
+            for name, parameter in module.named_parameters():
+                parameter.requires_grad_(self.trains(name))
         if self.adapters is None:
             return module
         try:
