@@ -22,6 +22,8 @@ CPU = Device("cpu", "float32")
 NAMES = list(regimes.REGISTRY)
 # options under which every field of a regime has an effect (head's --head-init needs top blocks to start)
 CONTEXT = {"head": {"unfreeze_top": 1}}
+# fields that only act together with another (the mitigation's strengths need a mitigation)
+NEEDS = {"mitigation_strengths": {"mitigation": "l2sp"}}
 
 
 def _fast(name):
@@ -80,14 +82,16 @@ def test_every_settings_field_round_trips_from_its_flag_to_the_json_and_the_hash
         value = _other_value(f, kinds[f.name], getattr(default, f.name))
         args = [flag] if kinds[f.name] is bool else [flag, _flag_text(value)]
         ctx = command.make_context("eval", args)
-        parsed = {**context, **{k: v for k, v in ctx.params.items() if v is not None and k == option}}
+        parsed = {**context, **NEEDS.get(f.name, {}),
+                  **{k: v for k, v in ctx.params.items() if v is not None and k == option}}
         resolved = regime.resolve(parsed, CPU)[0]
         assert getattr(resolved, f.name) == value, (flag, getattr(resolved, f.name), value)
         recorded = as_json(resolved)[f.name]
         assert recorded == (list(value) if isinstance(value, tuple) else value)
         if f.name == "device_defaults":
             continue  # it changes the other fields' defaults: they are hashed, it is not
-        changed = hashed(resolved) != hashed(default)
+        baseline = regime.resolve({**context, **NEEDS.get(f.name, {})}, CPU)[0]
+        changed = hashed(resolved) != hashed(baseline)
         assert changed == bool(meta(f, "hashed")), f"{flag}: hashed is declared {meta(f, 'hashed')}"
         assert hashed(regime.resolve(parsed, CPU)[0]) == hashed(resolved)  # the same settings, the same hash
 

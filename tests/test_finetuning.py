@@ -592,3 +592,38 @@ def test_a_list_of_lora_ranks_gives_one_variant_each(patched, tmp_path):
     assert names == ["lora-r16_k2_seed13.json", "lora-r1_k2_seed13.json", "lora_k2_seed13.json"]
     trainable = {p.name: json.loads(p.read_text())["cost"]["trainable_parameters"] for p in tmp_path.rglob("lora*.json")}
     assert trainable["lora-r1_k2_seed13.json"] < trainable["lora_k2_seed13.json"] < trainable["lora-r16_k2_seed13.json"]
+
+
+def test_l2sp_penalty_is_zero_at_the_start_and_pulls_toward_the_pretrained_weights(toy_env, loaded):
+    from harness.regimes.training import l2sp_penalty
+
+    model = loaded.model
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = dataclasses_replace(FAST_FULL, learning_rates=(1e-2,), max_steps=6)
+    plain = _run(loaded, "full", settings)
+    held = _run(loaded, "full", dataclasses_replace(settings, mitigation="l2sp", mitigation_strengths=(1e4,)))
+    assert held.details["selection"]["chosen"] == {"learning_rate": 1e-2, "mitigation_strength": 1e4}
+
+    def distance(run):
+        with run.deployed(model) as deployed:
+            return sum(((p - base[f"model.{n}"]) ** 2).sum().item() for n, p in deployed.model.named_parameters())
+
+    assert distance(held) < 0.1 * distance(plain)  # much closer to the pretrained weights
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())
+    from harness.regimes.classifier import SequenceClassifier, new_head
+    from harness.regimes.sources import PRETRAINED
+
+    module = PRETRAINED.build(model, False, settings, 13)
+    classifier = SequenceClassifier(PRETRAINED.body(model, module), module, new_head(None, None, 32, 2, "zero", None,
+                                                                                       0.02, "cpu"), "last")
+    assert l2sp_penalty(classifier, 5.0)().item() == 0.0  # at the pretrained weights
+
+
+def test_a_mitigation_is_a_variant_of_every_backbone_adapting_regime(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "full,lora,head",
+                                  "--unfreeze-top", "1", "--k", "2", "--seeds", "13", "--mitigation", "l2sp",
+                                  "--mitigation-strengths", "0.1", "--full-max-steps", "1", "--lora-max-steps", "1",
+                                  "--head-max-steps", "1", "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.rglob("*.json") if p.name != "run.json")
+    assert names == ["full-l2sp_k2_seed13.json", "head-top1-l2sp_k2_seed13.json", "lora-l2sp_k2_seed13.json"]

@@ -35,6 +35,12 @@ class Budget:
                                 "head on token inputs; prompt-ft and head's top blocks keep padded rows)")
     max_tokens: int = setting(256, "inputs are cut to this many tokens, inside their longest field", minimum=8)
     select_metric: str = select_metric_setting()
+    # forgetting mitigation (issue "From prompt to weights"): L2-SP pulls the trained weights toward the pretrained
+    # ones, strength chosen on dev with the learning rate
+    mitigation: str = setting("none", "forgetting mitigation: none, or l2sp (a penalty strength/2 x ||w - w0||^2 "
+                                      "toward the weights training started from)", choices=("none", "l2sp"))
+    mitigation_strengths: tuple[float, ...] = setting((0.01, 0.1, 1.0), "the mitigation's strength grid, selected "
+                                                                       "on dev with the learning rate", above=0)
     gradient_checkpointing: bool = setting(False, "trade compute for memory", hashed=False)
     device_defaults: str = setting("cpu", "take this device kind's default budget (cpu, cuda) instead of the "
                                           "one in use's, e.g. to match cells computed on a GPU", hashed=False)

@@ -67,6 +67,10 @@ class Head:
                 log.warning("head: --head-init %s has no effect without --unfreeze-top (the probe is a convex fit: "
                             "its optimum does not depend on where it starts)", settings.head_init)
                 settings = replace(settings, head_init="zero")
+            if settings.unfreeze_top == 0 and settings.mitigation != "none":
+                log.warning("head: --mitigation %s has no effect without --unfreeze-top (the probe changes no "
+                            "backbone weight)", settings.mitigation)
+                settings = replace(settings, mitigation="none")
             variants.append(settings)
         return tuple(variants)
 
@@ -76,6 +80,8 @@ class Head:
             parts.append(f"{settings.pooling}-pool")
         if settings.head_init != "zero":
             parts.append(f"{settings.head_init}-init")
+        if settings.mitigation != "none":
+            parts.append(settings.mitigation)
         return "-".join(parts)
 
     def run(self, lm: Any, shared: Shared, template: Template, data: FitData, settings: HeadSettings,

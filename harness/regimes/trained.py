@@ -34,7 +34,7 @@ class TrainedRegime:
     settings: type  # a frozen dataclass with the Budget's fields (and the objective's: pooling, head_init, ...)
     source: Any  # sources.Backbone or sources.TopBlocks
     objective: Callable[[Any], Any]  # settings -> objectives.NewHead or objectives.ANSWER_SCORES
-    variant: Callable[[Any], str] = lambda settings: ""  # a name for settings that change results
+    names: Callable[[Any], str] = lambda settings: ""  # the regime's own name for settings that change results
     cuda: Mapping[str, Any] = field(default_factory=lambda: CUDA_BUDGET)  # the CUDA budget's defaults
     adapts_backbone: bool = True  # trains on top of the pretrained weights (forgetting is measured)
     prompting: bool = False
@@ -43,6 +43,11 @@ class TrainedRegime:
 
     def needs_dev(self, settings: Any, templates: int) -> bool:
         return True  # selects the learning rate and the checkpoint
+
+    def variant(self, settings: Any) -> str:
+        """The regime's own variant name, then the forgetting mitigation's ('l2sp')."""
+        parts = [self.names(settings), "" if settings.mitigation == "none" else settings.mitigation]
+        return "-".join(p for p in parts if p)
 
     def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[Any, ...]:
         return resolve_settings(self.settings(), options, self.name, {"cuda": self.cuda}, device.kind)

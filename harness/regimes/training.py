@@ -120,6 +120,7 @@ class Fit:
     learning_rate: float
     result: LoopResult
     configurations: int = 0  # dev-evaluated (learning rate, checkpoint) pairs over the whole search
+    strength: float | None = None  # the mitigation strength dev chose (None: no mitigation)
     runs: list[dict[str, Any]] = field(default_factory=list)  # per learning rate: its dev history and its end
 
 
@@ -134,10 +135,11 @@ def dev_score(logits: torch.Tensor, labels: torch.Tensor, metric: str) -> dict[s
 
 def train_loop(model: nn.Module, groups: list[dict[str, Any]], make_batch: Callable[[list[int]], tuple],
                lengths: Sequence[int], dev: Callable[[], dict[str, float]], budget: Budget, learning_rate: float,
-               seed: int, autocast: Callable[[], Any], progress: bool = False) -> LoopResult:
+               seed: int, autocast: Callable[[], Any], progress: bool = False,
+               penalty: Callable[[], torch.Tensor] | None = None) -> LoopResult:
     """AdamW over parameter `groups` (a group's own "lr", e.g. a new head's, is scheduled like the rest), warmup
     then linear decay, clipping, a dev check every `eval_every` steps and at the last, the best state kept, early
-    stopping after `patience` checks without improvement."""
+    stopping after `patience` checks without improvement. `penalty()` (a mitigation) is added to each step's loss."""
     from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(seed)
@@ -153,10 +155,12 @@ def train_loop(model: nn.Module, groups: list[dict[str, Any]], make_batch: Calla
     model.train()
     for step in range(1, budget.max_steps + 1):
         started = time.perf_counter()
-        for _ in range(budget.grad_accum):
+        for micro in range(budget.grad_accum):
             inputs, mask, labels = make_batch(next(batches))
             with autocast():
                 loss = loss_fn(model(inputs, mask).float(), labels) / budget.grad_accum
+            if penalty is not None and micro == 0:
+                loss = loss + penalty()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(step, float(loss.detach()))
             loss.backward()
@@ -198,18 +202,20 @@ def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list[dict[
     groups; the best dev checkpoint over all of them is loaded into its model and returned."""
     best: Fit | None = None
     runs: list[dict[str, Any]] = []
-    for lr in budget.learning_rates:
+    strengths = budget.mitigation_strengths if budget.mitigation != "none" else (None,)
+    for lr, strength in ((lr, s) for lr in budget.learning_rates for s in strengths):
         # a new head's and an adapter's random start come from the cell's seed, not from whatever the process ran
         # before (harness < 0.4 drew them from the global state: a cell's numbers depended on the cells before it)
         torch.manual_seed(seed)
         model, groups = build(lr)
         result = train_loop(model, groups, make_batch, lengths,
                             lambda: dev_score(dev_logits(model), dev_labels, budget.select_metric), budget, lr, seed,
-                            autocast, progress)
-        runs.append({"learning_rate": lr, "best_step": result.best_step, "steps": result.steps,
-                     "stopped": result.stopped, "history": result.history})
+                            autocast, progress, l2sp_penalty(model, strength) if strength is not None else None)
+        runs.append({"learning_rate": lr, **({"mitigation_strength": strength} if strength is not None else {}),
+                     "best_step": result.best_step, "steps": result.steps, "stopped": result.stopped,
+                     "history": result.history})
         if best is None or result.key > best.result.key:
-            best = Fit(model, lr, result)
+            best = Fit(model, lr, result, strength=strength)
         else:
             del model
     best.model.load_state_dict(best.result.best_state, strict=False)
@@ -223,7 +229,9 @@ def selection_details(fit: Fit, budget: Any, lengths: Sequence[int], seed: int) 
     return {
         "selection": {"rule": f"best dev checkpoint ({budget.select_metric}, then loss) over learning_rates and "
                               f"evaluations",
-                      "chosen": {"learning_rate": fit.learning_rate}, "best_step": result.best_step,
+                      "chosen": {"learning_rate": fit.learning_rate,
+                                 **({"mitigation_strength": fit.strength} if fit.strength is not None else {})},
+                      "best_step": result.best_step,
                       "steps": result.steps, "stopped": result.stopped,
                       # configurations dev compared: learning rates x dev checks (equal tuning effort)
                       "configurations": fit.configurations, "dev_accuracy": result.best_dev["dev_accuracy"],
@@ -238,6 +246,18 @@ def selection_details(fit: Fit, budget: Any, lengths: Sequence[int], seed: int) 
         "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
         "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, budget.batch_size, seed)),
     }
+
+
+def l2sp_penalty(model: nn.Module, strength: float) -> Callable[[], torch.Tensor]:
+    """L2-SP (Li et al. 2018): strength/2 x the squared distance of the trained backbone's weights (not a new head)
+    to where training started — the pretrained weights, or an adapter's start. Zero at the start."""
+    trained = [p for p in model.modules_trained.parameters() if p.requires_grad]
+    anchors = [p.detach().clone() for p in trained]
+
+    def penalty() -> torch.Tensor:
+        return strength / 2 * sum(((p - a) ** 2).sum() for p, a in zip(trained, anchors))
+
+    return penalty
 
 
 def _adamw(groups: list[dict[str, Any]], lr: float, weight_decay: float) -> torch.optim.Optimizer:
