@@ -58,14 +58,16 @@ def write_tasks(work: Path, data: Path, limit: int) -> Path:
     return test
 
 
-def lmeval_task(work: Path, test: Path, demos: list[dict], name: str) -> None:
-    """An lm-eval task reading the same test file; fixed demos in the given order when there are any."""
+def lmeval_task(work: Path, test: Path, demos: list[dict], name: str, chat: bool = False) -> None:
+    """An lm-eval task reading the same test file; fixed demos in the given order when there are any. chat: the
+    answer is the assistant's first words, so no delimiter before it (as harness --chat-template scores)."""
     folder = work / "lmeval" / name
     folder.mkdir(parents=True, exist_ok=True)
     files = {"test": str(test)}
     lines = [f"task: {name}", "dataset_path: json", "test_split: test", "output_type: multiple_choice",
              "doc_to_text: \"{{text}} It was\"", "doc_to_target: label", f"doc_to_choice: {json.dumps(list(WORDS))}",
-             "target_delimiter: \" \"", "fewshot_delimiter: \"\\n\\n\"", "metric_list:", "  - metric: acc"]
+             f"target_delimiter: {json.dumps('' if chat else ' ')}", "fewshot_delimiter: \"\\n\\n\"", "metric_list:",
+             "  - metric: acc"]
     if demos:
         shots = folder / "demos.jsonl"
         shots.write_text("".join(json.dumps(d) + "\n" for d in demos))
@@ -87,34 +89,40 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def harness_run(work: Path, model: Path, k: int, env: dict[str, str]) -> tuple[float, float, Path]:
+def harness_run(work: Path, model: Path, k: int, env: dict[str, str], chat: bool = False) -> tuple[float, float, Path]:
     out = work / f"harness-k{k}-{time.time_ns()}"
     regime = ["--regimes", "zero-shot"] if k == 0 else ["--regimes", "few-shot", "--demos", "all", "--k", str(k),
                                                           "--seeds", "13"]
     wall, cpu = timed(["harness", "eval", "--model", str(model), "--tasks", "mrbench", "--tasks-dir", str(work / "tasks"),
                        "--prompts-dir", str(work / "prompts"), "--limit", "all", "--batch-size", "16", "--out", str(out),
-                       *regime], env)
+                       *regime, *(["--chat-template"] if chat else [])], env)
     return wall, cpu, next(out.rglob("*.json"))
 
 
-def lmeval_run(work: Path, model: Path, name: str, shots: int, env: dict[str, str], lm_eval: str) -> tuple[float, float, Path]:
+def lmeval_run(work: Path, model: Path, name: str, shots: int, env: dict[str, str], lm_eval: str,
+               chat: bool = False) -> tuple[float, float, Path]:
     out = work / f"lmeval-{name}-{time.time_ns()}"
     wall, cpu = timed([lm_eval, "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
                        "--tasks", name, "--include_path", str(work / "lmeval" / name), "--num_fewshot", str(shots),
-                       "--batch_size", "16", "--device", "cpu", "--log_samples", "--output_path", str(out)], env)
+                       "--batch_size", "16", "--device", "cpu", "--log_samples", "--output_path", str(out),
+                       *(["--apply_chat_template", *(["--fewshot_as_multiturn"] if shots else [])] if chat else [])],
+                      env)
     return wall, cpu, next(out.rglob(f"samples_{name}_*.jsonl"))
 
 
-def compare(harness_json: Path, samples: Path) -> tuple[float, bool]:
-    """(largest |Δ log-likelihood| over examples and classes, whether the predictions are identical)."""
+def compare(harness_json: Path, samples: Path) -> tuple[float, bool, float]:
+    """(largest |Δ log-likelihood| over examples and classes, whether the predictions are identical, largest |Δ| of
+    the class scores relative to the first class's — what a prediction compares)."""
     ours = [json.loads(line) for line in harness_json.with_suffix(".jsonl").read_text().splitlines()]
     theirs = sorted((json.loads(line) for line in samples.read_text().splitlines()), key=lambda s: s["doc_id"])
-    worst, same = 0.0, True
+    worst, same, relative = 0.0, True, 0.0
     for mine, other in zip(sorted(ours, key=lambda r: int(r["id"].rsplit("-", 1)[-1])), theirs):
         logliks = [float(r[0]) for r in other["filtered_resps"]]
         worst = max(worst, max(abs(a - b) for a, b in zip(mine["loglik"], logliks)))
+        relative = max(relative, max(abs((a - mine["loglik"][0]) - (b - logliks[0]))
+                                     for a, b in zip(mine["loglik"], logliks)))
         same &= mine["pred"] == max(range(len(logliks)), key=logliks.__getitem__)
-    return worst, same
+    return worst, same, relative
 
 
 def main() -> None:
@@ -126,6 +134,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cpu-linear", choices=("measured", "onednn", "torch"), default="measured",
                         help="harness's CPU linear layers (HARNESS_CPU_LINEAR); lm-eval always runs torch's")
+    parser.add_argument("--chat", action="store_true",
+                        help="prompts through the model's chat template, in both tools (answers without delimiter)")
     args = parser.parse_args()
     model, _ = ensure_embedded_converted()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -137,35 +147,42 @@ def main() -> None:
         test = write_tasks(work, Path(args.data), args.limit)
         for k in (int(s) for s in args.shots.split(",")):
             for repeat in range(args.repeats):
-                h_wall, h_cpu, result = harness_run(work, model, k, env)
+                h_wall, h_cpu, result = harness_run(work, model, k, env, args.chat)
                 raw = json.loads(result.read_text())
                 ids = raw.get("demo_ids") or raw.get("train_ids") or []
                 train = {f"train-{i}": json.loads(line) for i, line in
                          enumerate((work / "data" / "train.jsonl").read_text().splitlines())}
                 demos = [train[i] for i in ids] if k else []
                 name = f"mrbench_k{k}"
-                lmeval_task(work, test, demos, name)
-                l_wall, l_cpu, samples = lmeval_run(work, model, name, len(demos), env, args.lm_eval)
-                worst, same = compare(result, samples)
+                lmeval_task(work, test, demos, name, args.chat)
+                l_wall, l_cpu, samples = lmeval_run(work, model, name, len(demos), env, args.lm_eval, args.chat)
+                worst, same, relative = compare(result, samples)
                 rows.append({"k": k, "repeat": repeat, "harness_wall": h_wall, "lmeval_wall": l_wall,
                              "harness_cpu": h_cpu, "lmeval_cpu": l_cpu, "max_abs_loglik_diff": worst,
-                             "same_predictions": same, "examples": args.limit})
+                             "max_abs_relative_diff": relative, "same_predictions": same, "examples": args.limit})
                 print(json.dumps(rows[-1]), flush=True)
     kernel = {"measured": "", "onednn": ", harness's linear layers through oneDNN (forced)",
               "torch": ", harness's linear layers through torch (MKL)"}[args.cpu_linear]
-    heading = f"{MARK}, demos per class {args.shots}, {args.limit} examples{kernel}"  # one section per such run
+    chat = ", chat template (harness --chat-template, lm-eval --apply_chat_template --fewshot_as_multiturn)" \
+        if args.chat else ""
+    heading = f"{MARK}, demos per class {args.shots}, {args.limit} examples{kernel}{chat}"  # one section per such run
     lines = [heading, "",
              f"`python bench/vs_lmeval.py --lm-eval ... --limit {args.limit} --shots {args.shots} --repeats "
-             f"{args.repeats}{f' --cpu-linear {args.cpu_linear}' if kernel else ''}`: {time.strftime('%Y-%m-%d')}, mr test (first {args.limit} rows), embedded SmolLM2 (converted folder) in fp32 on the CPU, "
+             f"{args.repeats}{f' --cpu-linear {args.cpu_linear}' if kernel else ''}{' --chat' if chat else ''}`: {time.strftime('%Y-%m-%d')}, mr test (first {args.limit} rows), embedded SmolLM2 (converted folder) in fp32 on the CPU, "
              "batch 16, one torch thread per process, each tool's whole command timed, pairs interleaved; harness's "
              f"linear layers through {path_text(args.cpu_linear)}, lm-eval's through torch (MKL). CPU: {cpu_kind()}.",
              "",
-             "| demos per class | pair | harness wall (s) | lm-eval wall (s) | wall ratio | CPU ratio | max abs Δ loglik | same predictions |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| demos per class | pair | harness wall (s) | lm-eval wall (s) | wall ratio | CPU ratio | max abs Δ loglik | "
+             "max abs Δ of class differences | same predictions |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['k']} | {r['repeat'] + 1} | {r['harness_wall']:.1f} | {r['lmeval_wall']:.1f} | "
                      f"{r['harness_wall'] / r['lmeval_wall']:.3f} | {r['harness_cpu'] / r['lmeval_cpu']:.3f} | "
-                     f"{r['max_abs_loglik_diff']:.1e} | {r['same_predictions']} |")
+                     f"{r['max_abs_loglik_diff']:.1e} | {r['max_abs_relative_diff']:.1e} | {r['same_predictions']} |")
+    if args.chat:
+        lines += ["", "With a chat template the context ends in the assistant's opening (\"...assistant\\n\"): lm-eval "
+                  "moves that trailing whitespace into every answer, so its log-likelihoods include the newline's, the "
+                  "same for every class; the class differences (what a prediction compares) are the check."]
     write_section(heading, lines)
 
 

@@ -28,18 +28,26 @@ class PromptingRun:
 
 def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Template,
                       examples: Sequence[Example | TestInput], demos: Sequence[Example], batch_size: int,
-                      progress: bool = False) -> PromptingRun:
+                      progress: bool = False, chat: bool = False) -> PromptingRun:
     """Zero-shot when `demos` is empty; few-shot otherwise, with the same demos (in the same order) for all.
+    chat: the prompt goes through the tokenizer's chat template (each demo a user turn and the assistant's label
+    word, the example the last user turn), and each class's answer is the assistant's first words (its label word,
+    without the template's delimiter) — as the instruct model was trained, and as lm-eval's
+    --apply_chat_template --fewshot_as_multiturn scores.
 
     Predictions carry no gold label: the examples may be test inputs, whose labels a regime never holds.
     """
     from harness.scoring import ScoreRequest, ScoreStats, score_requests
 
-    choices = tuple(answers(template))
+    choices = tuple(template.verbalizers) if chat else tuple(answers(template))
     contexts = [check_length(template, ex.id, render_input(template, ex), max_length) for ex in examples]
-    demos_per_example = fit_demos(tokenizer, max_length, template, examples, demos, choices)
-    requests = [ScoreRequest(render_prefix(template, kept), context, choices)
-                for context, kept in zip(contexts, demos_per_example)]
+    demos_per_example = fit_demos(tokenizer, max_length, template, examples, demos, tuple(answers(template)))
+    if chat:
+        requests = [chat_request(tokenizer, template, kept, context, choices)
+                    for context, kept in zip(contexts, demos_per_example)]
+    else:
+        requests = [ScoreRequest(render_prefix(template, kept), context, choices)
+                    for context, kept in zip(contexts, demos_per_example)]
     stats = ScoreStats()
     results = score_requests(model, tokenizer, requests, batch_size, max_length, stats, progress)
     lengths = [len(c) for c in choices]
@@ -52,6 +60,25 @@ def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Tem
         for ex, kept, res in zip(examples, demos_per_example, results)
     ]
     return PromptingRun(predictions, stats)
+
+
+def chat_request(tokenizer: Any, template: Template, demos: Sequence[Example], context: str,
+                 choices: Sequence[str]) -> Any:
+    """One chat-formatted prompt: the demos' turns are the shared prefix (the chat template renders a conversation
+    as the concatenation of its turns), the example's user turn and the assistant's opening the context."""
+    from harness.errors import HarnessError
+    from harness.scoring import ScoreRequest
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise HarnessError("--chat-template: the model's tokenizer has no chat template")
+    turns = [turn for d in demos for turn in ({"role": "user", "content": render_input(template, d)},
+                                              {"role": "assistant", "content": template.verbalizers[d.label]})]
+    whole = tokenizer.apply_chat_template([*turns, {"role": "user", "content": context}], tokenize=False,
+                                          add_generation_prompt=True)
+    prefix = tokenizer.apply_chat_template(turns, tokenize=False) if turns else ""
+    if not whole.startswith(prefix):  # a template that rewrites earlier turns: no shared prefix
+        prefix = ""
+    return ScoreRequest(prefix, whole[len(prefix):], tuple(choices))
 
 
 def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Sequence[Example | TestInput],

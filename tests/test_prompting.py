@@ -81,3 +81,39 @@ def test_calibration_by_hand():
     assert calibrate((0.6, 0.4), prior) == pytest.approx((0.75 / 2.75, 2.0 / 2.75))
     assert calibrate((0.5, 0.5), (0.5, 0.5)) == pytest.approx((0.5, 0.5))
     assert calibrate((0.3, 0.7), (0.0, 1.0)) == pytest.approx((0.3, 0.7))  # no mass in the prior: left as is
+
+
+CHAT = ("{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant> {% endif %}")
+
+
+def test_chat_formatted_prompts_score_as_the_whole_chat_text(model, toy_env):
+    """--chat-template: demos as user/assistant turns, the example as the last user turn, each class's label word
+    as the assistant's first words; the scores equal naive scoring of the chat template's whole text."""
+    import copy
+
+    from harness.predict import predict_prompting
+    from harness.prompts import load_template, render_input
+    from harness.scoring import ScoreRequest, score_naive
+    from harness.tasks import load_examples, load_task
+    from tiny import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = CHAT
+    task = load_task("toy")
+    template = load_template(task, "cloze")
+    test = load_examples(task, "test")[:3]
+    demos = draw_kshot(load_examples(task, "train"), 1, 13, task.label_names).train
+    for shots in ((), demos):
+        run = predict_prompting(model, tokenizer, 256, template, test, shots, 4, chat=True)
+        for example, prediction in zip(test, run.predictions):
+            turns = [t for d in shots for t in ({"role": "user", "content": render_input(template, d)},
+                                                {"role": "assistant", "content": template.verbalizers[d.label]})]
+            text = tokenizer.apply_chat_template([*turns, {"role": "user", "content": render_input(template, example)}],
+                                                 tokenize=False, add_generation_prompt=True)
+            (naive,) = score_naive(model, tokenizer, [ScoreRequest("", text, tuple(template.verbalizers))], 256)
+            assert prediction.scores == pytest.approx(naive.logliks, abs=1e-4)
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = None
+    with pytest.raises(Exception, match="the model's tokenizer has no chat template"):
+        predict_prompting(model, plain, 256, template, test, (), 4, chat=True)

@@ -27,6 +27,8 @@ class PromptingSettings:
     calibration: str = setting("none", "divide out the label words' prior: none, content-free, dev-prior; several "
                                        "give one variant each", choices=CALIBRATIONS, axis=True)
     batch_size: int = setting(16, "prompts packed into one forward", hashed=False, minimum=1)
+    chat_template: bool = setting(False, "render prompts through the tokenizer's chat template: demos as turns, the "
+                                         "answer as the assistant's first words (an instruct model's own format)")
     select_metric: str = select_metric_setting()
 
 
@@ -75,7 +77,8 @@ class Prompting:
         return resolve_settings(self.settings(), options, self.name)
 
     def variant(self, settings: PromptingSettings) -> str:
-        parts = [] if settings.calibration == "none" else [settings.calibration]
+        parts = ([] if settings.calibration == "none" else [settings.calibration]) + (
+            ["chat"] if settings.chat_template else [])
         if isinstance(settings, FewShotSettings):
             if settings.demos != "dev":
                 parts.append(f"m{settings.demos}")
@@ -95,7 +98,8 @@ class Prompting:
         tried = []
         for m in grid:
             demo_sets = _demo_sets(data, m, sets)
-            tried.append(_Candidate(m, demo_sets, _scorer(lm, shared, template, demo_sets, settings.batch_size)))
+            tried.append(_Candidate(m, demo_sets, _scorer(lm, shared, template, demo_sets, settings.batch_size,
+                                                          settings.chat_template)))
         for candidate in tried:
             candidate.score_dev(data, settings)
         chosen = min(tried, key=_Candidate.rank) if data.dev else tried[0]
@@ -199,15 +203,16 @@ class _Candidate:
 
 
 def _scorer(lm: Any, shared: Shared, template: Template, demo_sets: Sequence[tuple[Example, ...]],
-            batch_size: int) -> Any:
+            batch_size: int, chat: bool = False) -> Any:
     """inputs -> their PromptingRun after every demo set, ensembled. The same inputs after the same demos score
     the same, so each (template, demo set, inputs) is scored once per run: calibrated variants reuse the scores."""
 
     def one(inputs: Sequence[Any], demo_set: tuple[Example, ...], bar: bool) -> PromptingRun:
-        key = (template.sha256, tuple(d.id for d in demo_set), tuple((x.id, tuple(x.fields.items())) for x in inputs))
+        key = (template.sha256, chat, tuple(d.id for d in demo_set),
+               tuple((x.id, tuple(x.fields.items())) for x in inputs))
         if key not in shared.scores:
             shared.scores[key] = predict_prompting(lm.model, lm.tokenizer, lm.max_length, template, inputs, demo_set,
-                                                   batch_size, bar)
+                                                   batch_size, bar, chat)
         return shared.scores[key]
 
     def score(inputs: Sequence[Any], bar: bool = False) -> PromptingRun:
