@@ -128,18 +128,18 @@ def _scatter(rows: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title
     if axes_at_zero:
         ax.axvline(0, color="#888", linewidth=0.8)
         ax.axhline(0, color="#888", linewidth=0.8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, stem)
+    return _finish(fig, ax, xlabel, ylabel, title, stem)
 
 
 def _finish_log2(fig: plt.Figure, ax: Any, ticks: list, xlabel: str, ylabel: str, title: str, stem: Path) -> Path:
-    """A log2 x axis with its ticks labelled as they are, the labels, the legend; saved as PNG and SVG."""
+    """A log2 x axis with its ticks labelled as they are, then _finish."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [str(t) for t in ticks])
+    return _finish(fig, ax, xlabel, ylabel, title, stem)
+
+
+def _finish(fig: plt.Figure, ax: Any, xlabel: str, ylabel: str, title: str, stem: Path) -> Path:
+    """The labels, the legend, a tight layout; saved as PNG and SVG."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -75,7 +75,14 @@ def hierarchical_bootstrap(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAM
     """Resampled means of a (regimes, seeds, examples) array of per-example scores (correctness, or a paired
     difference): seeds drawn with replacement, then test examples with replacement within each drawn seed; the
     same draws for every regime, so that differences and "which is best" stay paired. Returns (resamples,
-    regimes). The variance it carries is that of a new draw of k training examples *and* of a new test set."""
+    regimes). The variance it carries is that of a new draw of k training examples *and* of a new test set —
+    for a nested design; where every seed scores the same items, use crossed_bootstrap."""
+    return _resampled_means(correct, resamples, seed, shared_items=False)
+
+
+def _resampled_means(correct: np.ndarray, resamples: int, seed: int, shared_items: bool) -> np.ndarray:
+    """Seeds drawn with replacement, and items with replacement: within each drawn seed (nested), or once per
+    resample for every seed (crossed). (resamples, regimes) means."""
     scores = np.asarray(correct, dtype=float)
     if scores.ndim == 2:
         scores = scores[None]
@@ -85,8 +92,11 @@ def hierarchical_bootstrap(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAM
     for start in range(0, resamples, 250):
         b = min(250, resamples - start)
         drawn_seeds = rng.integers(0, seeds, size=(b, seeds))
-        drawn_examples = rng.integers(0, examples, size=(b, seeds, examples))
-        picked = scores[:, drawn_seeds[:, :, None], drawn_examples]  # (regimes, b, seeds, examples)
+        if shared_items:
+            drawn = rng.integers(0, examples, size=(b, examples))[:, None, :]
+        else:
+            drawn = rng.integers(0, examples, size=(b, seeds, examples))
+        picked = scores[:, drawn_seeds[:, :, None], drawn]  # (regimes, b, seeds, examples)
         out[start : start + b] = picked.mean(axis=(2, 3)).T
     return out
 
@@ -106,19 +116,7 @@ def crossed_bootstrap(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
     """Resampled means of a (regimes, seeds, examples) array, for a *crossed* design (every seed scores the same
     test items): seeds and items drawn with replacement independently, the drawn items shared by every drawn seed
     (and every regime) of a resample, so the item effect all seeds share is kept. Returns (resamples, regimes)."""
-    scores = np.asarray(correct, dtype=float)
-    if scores.ndim == 2:
-        scores = scores[None]
-    _, seeds, examples = scores.shape
-    rng = np.random.default_rng(seed)
-    out = np.empty((resamples, scores.shape[0]))
-    for start in range(0, resamples, 250):
-        b = min(250, resamples - start)
-        drawn_seeds = rng.integers(0, seeds, size=(b, seeds))
-        drawn_items = rng.integers(0, examples, size=(b, examples))
-        picked = scores[:, drawn_seeds[:, :, None], drawn_items[:, None, :]]  # (regimes, b, seeds, examples)
-        out[start : start + b] = picked.mean(axis=(2, 3)).T
-    return out
+    return _resampled_means(correct, resamples, seed, shared_items=True)
 
 
 def crossed_interval(scores: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
