@@ -138,3 +138,21 @@ def test_holm_adjusts_step_down():
 
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
     assert holm({"a": 0.5}) == {"a": 0.5} and holm({"a": 0.4, "b": 0.6})["b"] == 0.8
+
+
+def test_the_verdict_compares_the_best_and_runner_up_at_an_equal_search(runs):
+    import json
+
+    for path in runs.rglob("head_k4_seed*.json"):  # head searched 4 values of C, full 2 learning rates x 1 check
+        data = json.loads(path.read_text())
+        data["selection"] = {"grid": [{"C": c, "dev_accuracy": a} for c, a in ((0.1, 0.5), (1, 0.6), (10, 0.9), (100, 0.7))]}
+        path.write_text(json.dumps(data))
+    for path in runs.rglob("full_k4_seed*.json"):
+        data = json.loads(path.read_text())
+        data["selection"] = {"runs": [{"learning_rate": lr, "history": [{"step": 8, "dev_accuracy": a}]}
+                                      for lr, a in ((1e-5, 0.6), (1e-4, 0.8))]}
+        path.write_text(json.dumps(data))
+    (line,) = verdict_lines(collect([runs]).cells, [4])
+    # head: E[max of 2 draws from .5 .6 .7 .9] = sum v_i ((i/4)^2 - ((i-1)/4)^2) = 0.75625; full: (.6 + 3 x .8) / 4
+    assert "At an equal search of 2 configurations (they searched 4 and 2)" in line
+    assert "75.6 % for head and 75.0 % for full" in line

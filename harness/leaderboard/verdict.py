@@ -150,7 +150,7 @@ def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: fl
                 continue
             at_k = allowed[(allowed["k"] == k) | ~allowed["seeded"]]
             missing = sorted(set(at_k["regime"]) - set(result.regimes) - set(result.left_out), key=regime_order)
-            lines.append(_paragraph(result, costs, max_cost, crossover or {}, missing))
+            lines.append(_paragraph(result, costs, max_cost, crossover or {}, missing) + _equal_effort(at_k, result))
     return lines
 
 
@@ -220,6 +220,30 @@ def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: floa
     if c.left_out:
         text += " Not compared: " + "; ".join(f"{r} ({why})" for r, why in sorted(c.left_out.items())) + "."
     return text
+
+
+def _equal_effort(cells: pd.DataFrame, c: Comparison) -> str:
+    """The best and the runner-up compared at an equal search: each one's expected best dev accuracy when only as
+    many configurations were tried as the smaller of their grids (Dodge et al. 2019); '' when a grid is unknown."""
+    import json
+
+    from harness.leaderboard.effort import expected_max
+
+    runner = max((r for r in c.regimes if r != c.best), key=lambda r: c.accuracy[r][0])
+    grids = {}
+    for regime in (c.best, runner):
+        recorded = cells.loc[(cells["task"] == c.task) & (cells["regime"] == regime), "dev_configurations"]
+        grids[regime] = [json.loads(g) for g in recorded if isinstance(g, str) and json.loads(g)]
+    if not all(grids.values()):
+        return ""
+    sizes = {r: min(len(g) for g in gs) for r, gs in grids.items()}
+    if len(set(sizes.values())) == 1:
+        return ""
+    n = min(sizes.values())
+    means = {r: sum(expected_max(g, n) for g in gs) / len(gs) for r, gs in grids.items()}
+    return (f" At an equal search of {n} configuration{'s' * (n > 1)} (they searched {sizes[c.best]} and "
+            f"{sizes[runner]}), the expected best dev accuracy is {100 * means[c.best]:.1f} % for {c.best} and "
+            f"{100 * means[runner]:.1f} % for {runner}.")
 
 
 def _bytes(value: float) -> str:
