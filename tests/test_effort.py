@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import harness.models
 from harness.cli import cli
-from harness.leaderboard.effort import expected_max
+from harness.leaderboard.stats import expected_max
 
 
 def test_expected_max_equals_enumerating_every_draw():

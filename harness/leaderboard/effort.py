@@ -10,16 +10,10 @@ import math
 import pandas as pd
 
 from harness.leaderboard.seeds import regime_order
+from harness.leaderboard.stats import expected_max
 from harness.leaderboard.tables import Table
 
 DRAWS = (1, 2, 4, 8, 16, 32)
-
-
-def expected_max(values: list[float], n: int) -> float:
-    """E[max of n draws with replacement] from the values: sum over the sorted values v_(i) of
-    P(max = v_(i)) = (i/N)^n - ((i-1)/N)^n."""
-    ordered, size = sorted(values), len(values)
-    return sum(v * (((i + 1) / size) ** n - (i / size) ** n) for i, v in enumerate(ordered))
 
 
 def effort_rows(cells: pd.DataFrame, k: int) -> pd.DataFrame:

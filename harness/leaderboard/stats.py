@@ -164,3 +164,10 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
         running = max(running, min(1.0, (len(order) - rank) * p_values[name]))
         adjusted[name] = running
     return adjusted
+
+
+def expected_max(values: list[float], n: int) -> float:
+    """E[max of n draws with replacement] from the values: sum over the sorted values v_(i) of
+    P(max = v_(i)) = (i/N)^n - ((i-1)/N)^n."""
+    ordered, size = sorted(values), len(values)
+    return sum(v * (((i + 1) / size) ** n - (i / size) ** n) for i, v in enumerate(ordered))

@@ -18,6 +18,7 @@ excludes 0; otherwise the cheapest regime not distinguishable from the best is t
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.leaderboard.stats import crossed_bootstrap, crossed_interval, holm, seed_level_p_value
+from harness.leaderboard.stats import crossed_bootstrap, crossed_interval, expected_max, holm, seed_level_p_value
 from harness.leaderboard.seeds import correctness, per_seed, regime_order
 
 WITHIN = 0.01  # "as good": within one accuracy point of the best
@@ -225,10 +226,6 @@ def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: floa
 def _equal_effort(cells: pd.DataFrame, c: Comparison) -> str:
     """The best and the runner-up compared at an equal search: each one's expected best dev accuracy when only as
     many configurations were tried as the smaller of their grids (Dodge et al. 2019); '' when a grid is unknown."""
-    import json
-
-    from harness.leaderboard.effort import expected_max
-
     runner = max((r for r in c.regimes if r != c.best), key=lambda r: c.accuracy[r][0])
     grids = {}
     for regime in (c.best, runner):
