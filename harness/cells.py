@@ -81,7 +81,8 @@ def run_cell(regime: Regime, settings: Any, lm: Any, shared: Any, task: TaskSpec
     )
     # what share of the test predictions each class takes: a prompt that answers one class for all shows here
     shares = {name: sum(p.pred == c for p in predictions) / len(predictions) for c, name in enumerate(task.label_names)}
-    details = {**run.details, **measured, **({"cpu_linear": cpu_linear.choice()} if cpu_linear.choice() else {}),
+    kernels = cpu_linear.choice()  # what the cell's no-gradient forwards ran through, if any ran
+    details = {**run.details, **measured, **({"cpu_linear": kernels} if kernels else {}),
                "predicted_distribution": shares,
                "tied_predictions": sum(p.tied for p in predictions)}  # broken by id (Prediction.pred), counted
     if shifts:  # the cost above includes predicting these inputs too

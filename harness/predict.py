@@ -41,7 +41,8 @@ def predict_prompting(model: Any, tokenizer: Any, max_length: int, template: Tem
 
     choices = tuple(template.verbalizers) if chat else tuple(answers(template))
     contexts = [check_length(template, ex.id, render_input(template, ex), max_length) for ex in examples]
-    demos_per_example = fit_demos(tokenizer, max_length, template, examples, demos, tuple(answers(template)))
+    demos_per_example = fit_demos(tokenizer, max_length, template, examples, demos, tuple(answers(template)),
+                                  contexts)
     if chat:
         requests = [chat_request(tokenizer, template, kept, context, choices)
                     for context, kept in zip(contexts, demos_per_example)]
@@ -82,7 +83,8 @@ def chat_request(tokenizer: Any, template: Template, demos: Sequence[Example], c
 
 
 def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Sequence[Example | TestInput],
-              demos: Sequence[Example], choices: Sequence[str]) -> list[tuple[Example, ...]]:
+              demos: Sequence[Example], choices: Sequence[str],
+              contexts: Sequence[str] | None = None) -> list[tuple[Example, ...]]:
     """Each example's demos: its own row removed, then the earliest demos dropped until the prompt fits.
 
     Counted as the scorer tokenizes: the demos joined into one string (a demo tokenized alone ends in a
@@ -94,8 +96,9 @@ def fit_demos(tokenizer: Any, max_length: int, template: Template, examples: Seq
     from harness.scoring import leading_special_ids
 
     demo_tokens = joined_demo_tokens(tokenizer, template, demos)
-    contexts = [render_input(template, ex) for ex in examples]
-    context_tokens = count_tokens(tokenizer, contexts)
+    if contexts is None:  # the examples rendered, unless the caller has them already
+        contexts = [render_input(template, ex) for ex in examples]
+    context_tokens = count_tokens(tokenizer, list(contexts))
     leading = len(leading_special_ids(tokenizer))  # a BOS the scorer puts first
     answer_tokens = max(count_tokens(tokenizer, list(choices)))
     kept_per_example = []

@@ -88,7 +88,7 @@ class NewHead:
             batch, mask = pack_rows(chosen, device) if packs else pad_rows(chosen, pad, device)
             return batch, mask, torch.tensor([labels["train"][i] for i in rows], device=device)
 
-        tokens = {split: sum(shared.features.token_lengths(texts[split], settings.max_tokens)) for split in texts}
+        tokens = {split: sum(len(x) for x in inputs[split]) for split in inputs}  # as the classifier reads them
         return Prepared(inputs, labels, make_batch, [len(x) for x in inputs["train"]],
                         lambda model: predict_logits(model, inputs["dev"], pad, device, settings.batch_size,
                                                      autocast_for(device)),
