@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from harness.errors import HarnessError
+from harness.general_text import TEXT_TASK, article_texts
 from harness.prompts import select_templates
 from harness.sampling import select_test_subset
 from harness.tasks import load_examples, load_task
 from harness.types import Example, Template
 
-TEXT_TASK = "bbc_news"  # whose test-split article bodies are the held-out text
-TEXT_CHARACTERS = 120_000  # about 30k tokens of SmolLM2's tokenizer
-BODY_CHARACTERS = 1_500  # each body cut (at a word) so that title + body fits any context the harness runs
 BOOTSTRAP_RESAMPLES = 2000
 
 
@@ -85,12 +83,15 @@ class ForgettingProbes:
         for task in self.tasks:
             if task.name == source_task:
                 continue
-            before = self._before[task.name]
-            after = _correct(adapted, lm, task, self.batch_size, progress)
+            before, predicted = self._before[task.name]
+            after, _ = _correct(adapted, lm, task, self.batch_size, progress)
             change, ci = _paired_change(before, after, [1] * len(before))
             out["zero_shot"][task.name] = {"template": task.template.name, "n": len(before),
                                            "before": sum(before) / len(before), "after": sum(after) / len(after),
-                                           "change": change, "ci95": ci}
+                                           "change": change, "ci95": ci, "classes": len(task.template.verbalizers),
+                                           # a probe the untouched model answers with one class cannot show forgetting
+                                           "largest_class_share_before": max(map(predicted.count, set(predicted)))
+                                           / len(predicted)}
         out["seconds"] = round(time.perf_counter() - started, 3)
         return out
 
@@ -100,32 +101,13 @@ def forgetting_probes(task_names: Sequence[str], limit: int | None, data_dir: st
     """The run's held-out text and watched tasks; an unknown task or missing data is one line, before compute."""
     if not task_names:
         raise HarnessError("--forgetting names no task")
-    text = load_task(text_task)
-    bodies = []
-    used = 0
-    for example in sorted(load_examples(text, "test", data_dir), key=lambda e: e.id):
-        title, body = _title_and_body([example.fields[f] for f in text.input_fields])
-        bodies.append((title, body))
-        used += len(title) + len(body)
-        if used >= TEXT_CHARACTERS:
-            break
+    bodies = article_texts("test", data_dir, text_task)
     tasks = []
     for name in dict.fromkeys(task_names):
         task = load_task(name)
         template = select_templates(task, None)[0]
         tasks.append(ProbeTask(name, template, select_test_subset(load_examples(task, "test", data_dir), limit)))
     return ForgettingProbes(bodies, f"{text_task} test split", tasks)
-
-
-def _title_and_body(fields: Sequence[str]) -> tuple[str, str]:
-    """The context (every field but the last; or the body's first word) and the body, cut at a word."""
-    *head, body = (" ".join(f.split()) for f in fields)
-    if len(body) > BODY_CHARACTERS:
-        body = body[:BODY_CHARACTERS].rsplit(" ", 1)[0]
-    if head:
-        return "\n".join(head) + "\n", body
-    first, _, rest = body.partition(" ")
-    return first, " " + rest
 
 
 def _ids_hash(examples: Sequence[Example]) -> str:
@@ -145,15 +127,15 @@ def _text_nll(model: Any, lm: Any, texts: Sequence[tuple[str, str]], batch_size:
     return [-r.logliks[0] for r in results], tokens
 
 
-def _correct(model: Any, lm: Any, task: ProbeTask, batch_size: int, progress: bool) -> list[int]:
-    """1 where the zero-shot prediction is right, per example."""
+def _correct(model: Any, lm: Any, task: ProbeTask, batch_size: int, progress: bool) -> tuple[list[int], list[int]]:
+    """Per example: 1 where the zero-shot prediction is right, and the predicted class."""
     from harness.predict import predict_prompting
     from harness.models import autocast_for
 
     with autocast_for(lm.model.device)():
         run = predict_prompting(model, lm.tokenizer, lm.max_length, task.template, task.examples, (), batch_size,
                                 progress)
-    return [int(p.pred == e.label) for p, e in zip(run.predictions, task.examples)]
+    return [int(p.pred == e.label) for p, e in zip(run.predictions, task.examples)], [p.pred for p in run.predictions]
 
 
 def _paired_change(before: Sequence[float], after: Sequence[float],

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 import harness.models
 from harness.cells import draw_for, fit_data
 from harness.cli import cli
-from harness.prompts import load_template
+from harness.prompts import answers, load_template
 from harness.truncation import render_splits
 from harness.regimes import get_regime
 from harness.regimes.features import FeatureStore
@@ -256,7 +256,7 @@ def test_out_of_memory_is_one_line_and_keeps_finished_cells(patched, tmp_path, m
         (["--k", "five"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "full"], "--k must be comma-separated positive integers or 'all'"),
         (["--k", "-5"], "--k must be comma-separated positive integers or 'all'"),
-        (["--regimes", "head,qlora"], "unknown regime 'qlora' (known: zero-shot, few-shot, head, full, prompt-ft, lora, ia3, bitfit, scratch, tfidf)"),
+        (["--regimes", "head,qlora"], "unknown regime 'qlora' (known: zero-shot, few-shot, head, full, prompt-ft, prompt-tuning, prefix, lora, ia3, bitfit, scratch, tfidf)"),
     ],
 )
 def test_fine_tuning_bad_input(patched, tmp_path, args, message):
@@ -558,14 +558,42 @@ def test_packed_rows_give_the_padded_loss_and_gradients(toy_env, loaded):
         assert torch.allclose(grads["packed"][name], grads["padded"][name], atol=1e-6), name
 
 
+def test_packed_answer_scores_give_the_padded_loss_and_gradients(toy_env, loaded):
+    """prompt-ft with --pack: the answer-score loss and its gradients equal the padded rows' (float rounding)."""
+    from harness.prompts import answers, load_template
+    from harness.regimes.answer_scores import AnswerScorer, batch_answers, encode_answers
+
+    task, draw, test, texts, labels = _data(k=4)
+    template = load_template(task, "cloze")
+    choices = tuple(answers(template))
+    scored = [encode_answers(loaded.tokenizer, text, choices, 256) for text in texts["train"]]
+    losses, grads = {}, {}
+    for pack in (False, True):
+        loaded.model.zero_grad()
+        batch, mask = batch_answers(scored, 0, "cpu", pack)
+        scores = AnswerScorer(loaded.model)(batch, mask)
+        loss = torch.nn.functional.cross_entropy(scores, torch.tensor(labels["train"]))
+        loss.backward()
+        losses[pack] = loss.item()
+        grads[pack] = {n: p.grad.clone() for n, p in loaded.model.named_parameters() if p.grad is not None}
+        if pack:
+            assert mask.numel() == sum(len(r) for s in scored for r in s.rows)  # no pad position computed
+    loaded.model.zero_grad()
+    assert losses[True] == pytest.approx(losses[False], abs=1e-6)
+    assert grads[True].keys() == grads[False].keys() and grads[False]
+    for name in grads[False]:
+        assert torch.allclose(grads[True][name], grads[False][name], atol=1e-6), name
+
+
 def test_packed_training_runs_through_eval(patched, tmp_path):
-    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "full,lora", "--k",
-                                  "2", "--seeds", "13", "--pack", "--full-max-steps", "2",
-                                  "--lora-max-steps", "2", "--out", str(tmp_path)], catch_exceptions=False)
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "full,lora,prompt-ft",
+                                  "--k", "2", "--seeds", "13", "--pack", "--full-max-steps", "2",
+                                  "--lora-max-steps", "2", "--prompt-ft-max-steps", "2", "--out", str(tmp_path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     cell = json.loads(next(tmp_path.rglob("full_k2_seed13.json")).read_text())
     assert cell["settings"]["pack"] is True and cell["config"]["settings"]["pack"] is True
     assert cell["padding_fraction"] == 0.0
+    assert json.loads(next(tmp_path.rglob("prompt-ft_k2_seed13.json")).read_text())["padding_fraction"] == 0.0
 
 
 def test_bitfit_trains_the_norms_and_biases_only_and_never_the_base(toy_env, loaded):
@@ -595,7 +623,7 @@ def test_a_list_of_lora_ranks_gives_one_variant_each(patched, tmp_path):
 
 
 def test_l2sp_penalty_is_zero_at_the_start_and_pulls_toward_the_pretrained_weights(toy_env, loaded):
-    from harness.regimes.training import l2sp_penalty
+    from harness.regimes.mitigation import l2sp_penalty
 
     model = loaded.model
     base = {k: v.clone() for k, v in model.state_dict().items()}
@@ -627,3 +655,111 @@ def test_a_mitigation_is_a_variant_of_every_backbone_adapting_regime(patched, tm
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.rglob("*.json") if p.name != "run.json")
     assert names == ["full-l2sp_k2_seed13.json", "head-top1-l2sp_k2_seed13.json", "lora-l2sp_k2_seed13.json"]
+
+
+@pytest.mark.parametrize("regime", ["prompt-tuning", "prefix"])
+def test_a_soft_prompt_trains_its_virtual_tokens_only_and_never_the_base(toy_env, loaded, regime):
+    from harness.regimes.soft_prompt import SoftPromptSettings
+
+    model = loaded.model
+    before = _state(model)
+    run = _run(loaded, regime, SoftPromptSettings(max_steps=4, batch_size=4, eval_every=2, virtual_tokens=3,
+                                                  learning_rates=(5e-2,)))
+    assert _same(before, model.state_dict())  # the base is bit-identical
+    config = model.config
+    kv = config.num_key_value_heads * config.hidden_size // config.num_attention_heads
+    per_token = (config.hidden_size if regime == "prompt-tuning"
+                 else 2 * config.num_hidden_layers * kv)  # peft's prefix: a key and a value per layer (GQA's width)
+    assert run.cost.trainable_parameters == 3 * per_token
+    assert all(0 <= p <= 1 for pred in run.predictions for p in pred.probs)
+    assert not get_regime(regime).adapts_backbone  # forgetting is not measured: nothing of the base changes
+
+
+def test_prompt_tuning_starts_from_the_template_words_and_changes_the_scores(toy_env, loaded):
+    """Virtual tokens set to the template's own words' embeddings; the scorer reads the real tokens after them."""
+    import copy
+
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    from harness.regimes.answer_scores import AnswerScorer, batch_answers, encode_answers
+    from harness.regimes.virtual_tokens import initialise_from_text, template_words
+
+    template = load_template(load_task("toy"), "cloze")
+    words = template_words(template)
+    assert words and "{" not in words
+    peft_model = get_peft_model(copy.deepcopy(loaded.model), PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
+                                                                                num_virtual_tokens=4))
+    initialise_from_text(peft_model, loaded.tokenizer, words)
+    ids = (loaded.tokenizer(words, add_special_tokens=False)["input_ids"] * 4)[:4]
+    expected = loaded.model.get_input_embeddings()(torch.tensor(ids))
+    assert torch.equal(peft_model.get_prompt(batch_size=1)[0], expected)
+    task, draw, test, texts, labels = _data(k=2)
+    scored = [encode_answers(loaded.tokenizer, t, tuple(answers(template)), 256) for t in texts["train"]]
+    batch, mask = batch_answers(scored, 0, "cpu")
+    with torch.no_grad():
+        plain = AnswerScorer(loaded.model).eval()(batch, mask)
+        prompted = AnswerScorer(peft_model).eval()(batch, mask)
+    assert AnswerScorer(peft_model).virtual_tokens == 4 and not torch.allclose(plain, prompted)
+    from peft import PrefixTuningConfig
+
+    prefixed = get_peft_model(copy.deepcopy(loaded.model), PrefixTuningConfig(task_type=TaskType.CAUSAL_LM,
+                                                                              num_virtual_tokens=4))
+    with torch.no_grad():  # the keys and values reach every layer's attention
+        assert not torch.allclose(plain, AnswerScorer(prefixed).eval()(batch, mask))
+
+
+def test_ewc_penalty_is_zero_at_the_pretrained_weights_and_weighs_by_the_fisher(toy_env, loaded):
+    from harness.regimes.classifier import SequenceClassifier, new_head
+    from harness.regimes.mitigation import _weighted_distance, diagonal_fisher, general_text_ids
+    from harness.regimes.sources import PRETRAINED
+
+    model = loaded.model
+    module = PRETRAINED.build(model, False, FullSettings(), 13)
+    classifier = SequenceClassifier(PRETRAINED.body(model, module), module,
+                                    new_head(None, None, 32, 2, "zero", None, 0.02, "cpu"), "last")
+    texts = general_text_ids(loaded.tokenizer)[:4]
+    fisher = diagonal_fisher(classifier, loaded, texts)
+    total = sum(f.sum() for f in fisher) / sum(f.numel() for f in fisher)
+    assert total.item() == pytest.approx(1.0) and all((f >= 0).all() for f in fisher)
+    penalty = _weighted_distance(classifier, 2.0, fisher)
+    assert penalty().item() == 0.0  # at the pretrained weights
+    trained = [p for p in module.parameters() if p.requires_grad]
+    with torch.no_grad():
+        trained[0] += 0.1
+    expected = 2.0 / 2 * (fisher[0] * 0.01).sum().item()
+    assert penalty().item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_replay_text_is_general_text_never_an_evaluation_split(toy_env, loaded):
+    """Replay and EWC read the text task's train split: disjoint from the test-split text --forgetting measures,
+    and from every test split."""
+    from harness.general_text import TEXT_TASK, article_texts
+    from harness.regimes.mitigation import general_text_ids
+
+    replayed = {tuple(ids) for ids in general_text_ids(loaded.tokenizer)}
+    task = load_task(TEXT_TASK)
+    test_texts = [title + body for title, body in article_texts("test", None, characters=10**9)]
+    measured = {tuple(ids) for ids in loaded.tokenizer(test_texts, truncation=True, max_length=128)["input_ids"]}
+    assert replayed and not replayed & measured
+    test_bodies = {" ".join(e.fields[task.input_fields[-1]].split())[:200] for e in load_examples(task, "test", None)}
+    assert not any(body[:200] in test_bodies for _, body in article_texts("train", None))
+
+
+@pytest.mark.parametrize("mitigation", ["ewc", "replay"])
+def test_ewc_and_replay_train_full_and_prompt_ft_and_are_chosen_on_dev(patched, tmp_path, mitigation):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "full,prompt-ft",
+                                  "--k", "2", "--seeds", "13", "--mitigation", mitigation, "--mitigation-strengths",
+                                  "0.1,1", "--full-max-steps", "2", "--prompt-ft-max-steps", "2",
+                                  "--out", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for regime in ("full", "prompt-ft"):
+        cell = json.loads(next(tmp_path.rglob(f"{regime}-{mitigation}_k2_seed13.json")).read_text())
+        assert cell["selection"]["chosen"]["mitigation_strength"] in (0.1, 1.0)
+        assert len(cell["selection"]["runs"]) == 2  # one learning rate x two strengths
+
+
+def test_replay_and_ewc_refuse_a_head_on_cached_features(patched, tmp_path):
+    result = patched.invoke(cli, ["eval", "--tasks", "toy", "--templates", "cloze", "--regimes", "head",
+                                  "--unfreeze-top", "1", "--k", "2", "--seeds", "13", "--mitigation", "ewc",
+                                  "--head-max-steps", "1", "--out", str(tmp_path)])
+    assert "use --mitigation l2sp" in result.output and "Traceback" not in result.output

@@ -176,6 +176,7 @@ def test_transfer_gain_is_paired_by_seed_and_negative_transfer_marked(tmp_path):
     # full − scratch: 0, 0, −50, −50: mean −25, the CI [−50, 0] reaches 0, so no mark
     assert rows["full"][3] == ("-25.0", False)
     assert rows["zero-shot"][3][0] == "+5.0"  # 80 % against the mean of 50, 50, 100, 100
+    assert rows["zero-shot"][5] == ("1 cell vs 4 (unpaired)", False)  # one run is not four paired seeds
     assert set(rows) == {"zero-shot", "head", "full"}
     root2 = tmp_path / "neg"
     for seed in (13, 21, 42):
@@ -388,3 +389,53 @@ def test_the_selection_table_counts_the_flags(tmp_path):
     table = selection_table(collect([root]).cells, 4)
     row = next(r for r in table.rows if r[1][0] == "few-shot")
     assert row[table.header.index("a class never predicted")] == ("2 of 2", True)
+
+
+def _with_shift(root, task, regime, seed, target, preds_on_target, gold_on_target):
+    """Add --eval-tasks output to a written cell: its target metrics and its <stem>.shift.jsonl."""
+    folder = root / "tiny" / task / "a"
+    stem = f"{regime}_k16_seed{seed}"
+    result = json.loads((folder / f"{stem}.json").read_text())
+    accuracy = float(np.mean([g == p for g, p in zip(gold_on_target, preds_on_target)]))
+    result["shift"] = {target: {"n": len(preds_on_target), "left_out": {},
+                                                          "metrics": {"accuracy": accuracy}}}
+    (folder / f"{stem}.json").write_text(json.dumps(result))
+    rows = [{"id": f"{target}::test-{i}", "gold": g, "pred": p, "probs": [0.5, 0.5]}
+            for i, (g, p) in enumerate(zip(gold_on_target, preds_on_target))]
+    (folder / f"{stem}.shift.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_shift_gap_compares_target_and_source_trained_cells_on_the_same_items(tmp_path):
+    from harness.leaderboard.tables import shift_table
+
+    root = tmp_path / "runs"
+    for seed in (13, 21):
+        write_cell(root, "src", "a", "head", 16, seed, RIGHT)
+        write_cell(root, "tgt", "a", "head", 16, seed, RIGHT)  # 100 % on all ten target items
+        # source-trained: 80 % on the first five target items only
+        _with_shift(root, "src", "head", seed, "tgt", [GOLD[0], GOLD[1], 1 - GOLD[2], GOLD[3], GOLD[4]], GOLD[:5])
+    row = shift_table(collect([root]).cells, 16).rows[0]
+    assert row[6] == ("+20.0 (2)", False)  # 100 % − 80 % on the same five items, two seeds
+    # target-trained cells that never scored those items: the gap is refused, and flagged
+    root = tmp_path / "other"
+    for seed in (13, 21):
+        write_cell(root, "src", "a", "head", 16, seed, RIGHT)
+        write_cell(root, "tgt", "a", "head", 16, seed, RIGHT)
+        _with_shift(root, "src", "head", seed, "tgt", [GOLD[0]] * 3, [GOLD[0]] * 3)
+        path = root / "tiny" / "src" / "a" / f"head_k16_seed{seed}.shift.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**r, "id": f"tgt::other-{i}"}) + "\n" for i, r in enumerate(rows)))
+    row = shift_table(collect([root]).cells, 16).rows[0]
+    assert row[6] == ("— (not on the same items)", True)
+
+
+def test_a_forgetting_probe_that_is_collapsed_or_at_chance_is_left_out_and_named():
+    from harness.leaderboard.tables import probe_problem
+
+    usable = {"n": 200, "before": 0.80, "classes": 2, "largest_class_share_before": 0.55}
+    assert probe_problem("sst2", usable) is None
+    assert probe_problem("sst2", {**usable, "largest_class_share_before": 0.97}) == "collapsed: 97% one class"
+    assert probe_problem("sst2", {**usable, "before": 0.515}) == "at chance: 51.5 % of 200"
+    # a result before harness 0.5 records neither: the task file gives the classes (agnews: 4, chance 25 %)
+    assert probe_problem("agnews", {"n": 200, "before": 0.27}).startswith("at chance")
+    assert probe_problem("agnews", {"n": 200, "before": 0.60}) is None

@@ -32,7 +32,7 @@ def runner(toy_env, loaded, monkeypatch):
 
 
 def _namespace() -> dict[str, Any]:
-    from harness.regimes.budget import CUDA_BUDGET, Budget
+    from harness.regimes.budget import CUDA_BUDGET, AdaptingBudget, Budget
     from harness.regimes.objectives import (ANSWER_SCORES, NewHead, head_learning_rate_setting, pooling_setting)
     from harness.regimes.options import redefault, resolve_settings, select_metric_setting, setting
     from harness.regimes.protocol import RegimeRun

@@ -57,11 +57,11 @@ def _cell(out, stem):
 
 
 def test_registry_names_match_and_unknown_lists_them():
-    assert list(regimes.REGISTRY) == ["zero-shot", "few-shot", "head", "full", "prompt-ft", "lora", "ia3", "bitfit",
-                                      "scratch", "tfidf"]
+    assert list(regimes.REGISTRY) == ["zero-shot", "few-shot", "head", "full", "prompt-ft", "prompt-tuning", "prefix",
+                                      "lora", "ia3", "bitfit", "scratch", "tfidf"]
     assert all(regime.name == name for name, regime in regimes.REGISTRY.items())
     with pytest.raises(HarnessError, match=r"unknown regime 'qlora' \(known: zero-shot, few-shot, head, full, "
-                                           r"prompt-ft, lora, ia3, bitfit, scratch, tfidf\)"):
+                                           r"prompt-ft, prompt-tuning, prefix, lora, ia3, bitfit, scratch, tfidf\)"):
         regimes.get_regime("qlora")
     assert regimes.in_context_reference() == "few-shot"
 
@@ -89,8 +89,8 @@ def test_real_eval_output_of_every_regime_builds_the_leaderboard(runner, tmp_pat
     readme = (tmp_path / "lb" / "README.md").read_text()
     main = readme.split("### Main table (k = 2)")[1].split("###")[0]
     assert [line.split("|")[1].strip() for line in main.splitlines() if line.startswith("| ")][1:] == [
-        "zero-shot", "few-shot", "head", "full", "prompt-ft", "lora", "ia3", "bitfit", "scratch", "tfidf", "majority",
-        "random"]
+        "zero-shot", "few-shot", "head", "full", "prompt-ft", "prompt-tuning", "prefix", "lora", "ia3", "bitfit",
+        "scratch", "tfidf", "majority", "random"]
     assert "(2)" in main.split("| few-shot |")[1].splitlines()[0]  # two seeds
     csv = (tmp_path / "lb" / "results.csv").read_text()
     assert csv.count(",toy,") >= 2 * 2 * 10  # 2 templates x 2 seeds x 10 regimes (zero-shot selects on each seed's dev)

@@ -178,5 +178,22 @@ def test_the_leaderboard_shows_the_shift_matrix_and_forgetting_against_gain(runn
     forgetting = readme.split("### Forgetting vs gain (k = 2)")[1].split("###")[0]
     head_row = next(line for line in forgetting.splitlines() if line.startswith("| toy | head |"))
     assert "+0.0000" in head_row and "0/2" in head_row  # head changes nothing
+    # the tiny random model answers the watched task at chance: it cannot show forgetting, and the table says so
+    assert "**toy_shift (at chance: " in head_row
     assert head["forgetting"]["zero_shot"]["toy_shift"]["change"] == 0.0
     assert (tmp_path / "lb" / "plots" / "forgetting_vs_gain.png").is_file()
+
+
+def test_the_mitigation_table_pairs_mitigated_and_plain_cells_by_seed(runner, tmp_path):
+    for extra in ((), ("--mitigation", "ewc", "--mitigation-strengths", "1")):
+        _eval(runner, tmp_path / "runs", "--regimes", "full", "--seeds", "13,21", "--full-max-steps", "2",
+              "--forgetting", "toy_shift", "--forgetting-text", "toy_news", *extra)
+    built = runner.invoke(cli, ["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "lb"), "--k", "2"])
+    assert built.exit_code == 0, built.output
+    section = (tmp_path / "lb" / "README.md").read_text().split("### Forgetting mitigation, paired (k = 2)")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| toy | full | ewc |"))
+    assert row.split(" | ")[3] == "2"  # two seeds, each mitigated cell with its plain twin
+    from harness.leaderboard.tables import without_mitigation
+
+    assert without_mitigation("head (top2-l2sp)") == ("head (top2)", "l2sp")
+    assert without_mitigation("lora (r16)") == ("lora (r16)", None)

@@ -80,7 +80,7 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     curves = tables.learning_curves(cells)
     made = [tables.main_table(cells, k), tables.balance_table(cells, k), tables.selection_table(cells, k),
             tables.crossover_table(curves), tables.transfer_table(cells), tables.freezing_table(cells, k),
-            tables.shift_table(cells, k), tables.forgetting_table(cells, k),
+            tables.shift_table(cells, k), tables.forgetting_table(cells, k), tables.mitigation_table(cells, k),
             tables.cost_table(cells, k), effort.effort_table(cells, k),
             tables.calibration_table(cells, k), tables.template_table(cells, k)]
     for table in made:

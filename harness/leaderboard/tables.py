@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -237,9 +238,10 @@ def transfer_table(cells: pd.DataFrame) -> Table:
         by_seed = scratch.set_index("seed")["accuracy"]
         others = seeds[(seeds["task"] == task) & ((seeds["k"] == k) | ~seeds["seeded"]) & (seeds["regime"] != baseline)]
         for regime, g in sorted(others.groupby("regime"), key=lambda kv: regime_order(kv[0])):
-            if g["seeded"].all():
+            paired = bool(g["seeded"].all())
+            if paired:
                 diffs = [acc - by_seed[s] for s, acc in zip(g["seed"], g["accuracy"]) if s in by_seed.index]
-            else:  # one unseeded cell (zero-shot without a dev set) pairs with every seed
+            else:  # one unseeded cell (zero-shot without a dev set): against each seed, its spread is scratch's alone
                 diffs = list(g["accuracy"].iloc[0] - by_seed)
             if not diffs:
                 continue
@@ -248,10 +250,11 @@ def transfer_table(cells: pd.DataFrame) -> Table:
             ci = "—" if math.isnan(low) else f"{100 * low:+.1f} … {100 * high:+.1f}"
             rows.append([(task, False), (str(k), False), (regime, False),
                          (f"{100 * gain:+.1f}" + (" ▼" if negative else ""), negative), (ci, False),
-                         (str(len(diffs)), False)])
-    notes = [f"Gain = accuracy − {baseline}'s accuracy at the same task and k, paired by seed (a regime that draws no "
-             "examples pairs with every seed), in points; 95 % percentile bootstrap CI over seeds "
-             "(scipy.stats.bootstrap, 9,999 resamples). ▼ (bold): negative transfer, the whole CI below 0."]
+                         (str(len(diffs)) if paired else f"1 cell vs {len(diffs)} (unpaired)", False)])
+    notes = [f"Gain = accuracy − {baseline}'s accuracy at the same task and k, paired by seed, in points; 95 % "
+             "percentile bootstrap CI over seeds (scipy.stats.bootstrap, 9,999 resamples). A regime that draws no "
+             f"examples ran once: its one cell is compared with every {baseline} seed, unpaired, so its interval is "
+             f"{baseline}'s seed spread alone. ▼ (bold): negative transfer, the whole CI below 0."]
     return Table("Transfer gain over training from scratch", ["task", "k", "regime", "gain", "95 % CI", "seeds"],
                  rows, notes, key="transfer")
 
@@ -291,9 +294,41 @@ def shift_rows(cells: pd.DataFrame) -> pd.DataFrame:
                          "seed": cell["seed"], "template": cell["template"], "in_domain": cell["metric_accuracy"],
                          "out_of_domain": measured["metrics"]["accuracy"], "n": measured["n"],
                          "approximate": ", ".join(measured.get("approximate") or []),
-                         "left_out": sum((measured.get("left_out") or {}).values())})
+                         "left_out": sum((measured.get("left_out") or {}).values()),
+                         "shift_predictions": _shift_predictions(cell["predictions"])})
     return pd.DataFrame(rows, columns=["task", "target", "regime", "k", "seed", "template", "in_domain",
-                                       "out_of_domain", "n", "approximate", "left_out"])
+                                       "out_of_domain", "n", "approximate", "left_out", "shift_predictions"])
+
+
+def _shift_predictions(path: str | None) -> str | None:
+    """Where a cell's predictions on other tasks sit beside its own (<stem>.shift.jsonl, maybe gzipped)."""
+    if not path:
+        return None
+    own = Path(path)
+    stem = own.name.split(".jsonl")[0]
+    for name in (f"{stem}.shift.jsonl", f"{stem}.shift.jsonl.gz"):
+        if (own.parent / name).is_file():
+            return str(own.parent / name)
+    return None
+
+
+def _same_items_accuracy(source_row: pd.Series, target_cells: pd.DataFrame) -> float:
+    """The target-trained cells' accuracy (same regime, k and seed) on exactly the target items the source-trained
+    cell predicted; NaN when the items are unknown or a target cell did not score all of them."""
+    if not source_row["shift_predictions"]:
+        return math.nan
+    ids = {str(i).partition("::")[2] for i in load_predictions(source_row["shift_predictions"])["id"]}
+    seed = source_row["seed"]  # an unseeded cell (plain zero-shot) pairs with the target's unseeded one
+    same_seed = target_cells["seed"].isna() if pd.isna(seed) else target_cells["seed"] == seed
+    same = target_cells[(target_cells["k"] == source_row["k"]) & same_seed]
+    accuracies = []
+    for path in same["predictions"].dropna():
+        frame = load_predictions(path)
+        chosen = frame[frame["id"].astype(str).isin(ids)]
+        if len(chosen) < len(ids):
+            return math.nan
+        accuracies.append(float((chosen["gold"] == chosen["pred"]).mean()))
+    return float(np.mean(accuracies)) if accuracies else math.nan
 
 
 def shift_table(cells: pd.DataFrame, k: int) -> Table:
@@ -302,15 +337,22 @@ def shift_table(cells: pd.DataFrame, k: int) -> Table:
     shifted = shift_rows(cells[(cells["k"] == k) | ~cells["seeded"]])
     rows, notes = [], []
     own = cells[(cells["k"] == k) | ~cells["seeded"]].groupby(["task", "regime"])["metric_accuracy"]
+    at_k = cells[(cells["k"] == k) | ~cells["seeded"]]
     for (task, target), pair in shifted.groupby(["task", "target"]):
         for regime, g in sorted(pair.groupby("regime"), key=lambda kv: regime_order(kv[0])):
             drop = g["in_domain"] - g["out_of_domain"]
             target_own = own.mean().get((target, regime), math.nan)
+            targets = at_k[(at_k["task"] == target) & (at_k["regime"] == regime)]
+            same = np.array([_same_items_accuracy(row, targets) for _, row in g.iterrows()])
+            known = ~np.isnan(same)
+            gap = (same[known] - g["out_of_domain"].to_numpy()[known]).mean() if known.any() else math.nan
             rows.append([(f"{task} → {target}", False), (regime, False),
                          (_fmt(g["in_domain"].mean(), g["in_domain"].std(ddof=1), len(g)), False),
                          (_fmt(g["out_of_domain"].mean(), g["out_of_domain"].std(ddof=1), len(g)), False),
                          (f"{100 * drop.mean():+.1f}", False),
                          ("—" if math.isnan(target_own) else f"{100 * target_own:.1f}", False),
+                         ("— (not on the same items)" if math.isnan(gap) else
+                          f"{100 * gap:+.1f} ({int(known.sum())})", math.isnan(gap) and not math.isnan(target_own)),
                          (str(len(g)), False)])
         first = pair.iloc[0]
         note = f"{task} → {target}: {first['n']} {target} test examples"
@@ -323,9 +365,13 @@ def shift_table(cells: pd.DataFrame, k: int) -> Table:
                     "prompted, with the same demos) on the source task, scored on the target's test split read through "
                     "the target task file's domain_shift maps. Drop = in-domain − out-of-domain (points). Target-trained: "
                     "the same regime's own cells on the target task at the same k, over the target's whole test subset and all "
-                    "its classes (— when the run has none).")
+                    "its classes (— when the run has none). The drop compares two different test sets (the source's and "
+                    "the target's); the shift gap does not: target-trained − source-trained accuracy on the same target "
+                    "items (those the source's labels map to), paired by seed, in points (the seeds paired in "
+                    "brackets); bold when the run has target-trained cells that did not score those items.")
     return Table(f"Domain shift (k = {k})", ["source → target", "regime", "in-domain %", "out-of-domain %", "drop",
-                                             "target-trained %", "cells"], rows, notes, key="shift")
+                                             "target-trained %", "shift gap, same items", "cells"], rows, notes,
+                 key="shift")
 
 
 def forgetting_rows(cells: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -338,18 +384,43 @@ def forgetting_rows(cells: pd.DataFrame, k: int) -> pd.DataFrame:
     for _, cell in at_k[at_k["forgetting"].notna() & (at_k["k"] == k)].iterrows():
         measured = json.loads(cell["forgetting"])
         nll = measured["nll_per_token"]
-        watched = measured.get("zero_shot") or {}
+        probes = measured.get("zero_shot") or {}
+        unusable = {name: why for name, w in probes.items() if (why := probe_problem(name, w))}
+        watched = {name: w for name, w in probes.items() if name not in unusable}
         rows.append({"task": cell["task"], "regime": cell["regime"], "k": cell["k"], "seed": cell["seed"],
-                     "accuracy": cell["metric_accuracy"],
+                     "template": cell["template"], "accuracy": cell["metric_accuracy"],
                      "gain": cell["metric_accuracy"] - zero_shot.get(cell["task"], math.nan),
                      "nll_change": nll["change"], "nll_significant": nll["ci95"][0] > 0 or nll["ci95"][1] < 0,
                      "nll_before": nll["before"],
                      "zero_shot_change": np.mean([w["change"] for w in watched.values()]) if watched else math.nan,
                      "zero_shot_drops": sum(w["ci95"][1] < 0 for w in watched.values()), "watched": len(watched),
-                     "watched_tasks": ", ".join(sorted(watched))})
-    return pd.DataFrame(rows, columns=["task", "regime", "k", "seed", "accuracy", "gain", "nll_change",
+                     "watched_tasks": ", ".join(sorted(watched)),
+                     "unusable": ", ".join(f"{name} ({why})" for name, why in sorted(unusable.items()))})
+    return pd.DataFrame(rows, columns=["task", "regime", "k", "seed", "template", "accuracy", "gain", "nll_change",
                                        "nll_significant", "nll_before", "zero_shot_change", "zero_shot_drops",
-                                       "watched", "watched_tasks"])
+                                       "watched", "watched_tasks", "unusable"])
+
+
+def probe_problem(task: str, watched: dict) -> str | None:
+    """Why a watched task's zero-shot accuracy cannot show forgetting: the untouched model answers it with one
+    class (collapsed: ≥ COLLAPSE of its predictions), or not above chance (one-sided binomial test, p > 0.05)."""
+    from scipy.stats import binomtest
+
+    share = watched.get("largest_class_share_before")
+    if share is not None and share >= COLLAPSE:
+        return f"collapsed: {share:.0%} one class"
+    classes = watched.get("classes")
+    if classes is None:  # results before harness 0.5 did not record it: the task file says
+        from harness.tasks import load_task
+
+        try:
+            classes = len(load_task(task).label_names)
+        except Exception:  # an unknown task: its chance level cannot be judged
+            return None
+    n = int(watched["n"])
+    if binomtest(round(watched["before"] * n), n, 1 / classes, alternative="greater").pvalue > 0.05:
+        return f"at chance: {100 * watched['before']:.1f} % of {n}"
+    return None
 
 
 def forgetting_table(cells: pd.DataFrame, k: int) -> Table:
@@ -360,8 +431,10 @@ def forgetting_table(cells: pd.DataFrame, k: int) -> Table:
         rows.append([(task, False), (regime, False), (_fmt(g["accuracy"].mean(), g["accuracy"].std(ddof=1), len(g)), False),
                      ("—" if g["gain"].isna().all() else f"{100 * g['gain'].mean():+.1f}", False),
                      (f"{g['nll_change'].mean():+.4f}", False), (f"{int(g['nll_significant'].sum())}/{len(g)}", False),
-                     (f"{100 * g['zero_shot_change'].mean():+.1f}", False),
-                     (f"{int(g['zero_shot_drops'].sum())}/{int(g['watched'].sum())}", False)])
+                     ("—" if g["zero_shot_change"].isna().all() else f"{100 * g['zero_shot_change'].mean():+.1f}",
+                      False),
+                     (f"{int(g['zero_shot_drops'].sum())}/{int(g['watched'].sum())}", False),
+                     (g["unusable"].iloc[0] or "—", bool(g["unusable"].iloc[0]))])
     notes = [] if measured.empty else [
         f"k = {k}; mean over seeds. Gain: accuracy − the untouched model's zero-shot accuracy on the task (points). "
         "Held-out NLL: change in negative log-likelihood per token (nats) of the model as deployed on held-out "
@@ -369,10 +442,67 @@ def forgetting_table(cells: pd.DataFrame, k: int) -> Table:
         "bootstrap CI over sequences excludes 0. Zero-shot: change in the untouched model's zero-shot accuracy on "
         f"the watched tasks ({', '.join(sorted({t for ts in measured['watched_tasks'] for t in ts.split(', ') if t}))}; "
         "points, mean over a cell's tasks, each cell leaving its own task out); "
-        "drops whose 95 % paired bootstrap CI over examples lies below 0, out of the (cell, task) pairs."]
+        "drops whose 95 % paired bootstrap CI over examples lies below 0, out of the (cell, task) pairs. "
+        f"Probes left out: watched tasks the untouched model answers with one class (≥ {COLLAPSE:.0%} of its "
+        "predictions) or not above chance (one-sided binomial test, p > 0.05): they cannot show forgetting, so "
+        "they count in neither the Δ nor the drops (bold)."]
     return Table(f"Forgetting vs gain (k = {k})", ["task", "regime", "accuracy %", "gain", "held-out NLL Δ",
-                                                   "NLL CI ≠ 0", "zero-shot Δ", "significant drops"],
+                                                   "NLL CI ≠ 0", "zero-shot Δ", "significant drops",
+                                                   "probes left out"],
                  rows, notes, key="forgetting")
+
+
+MITIGATIONS = ("l2sp", "ewc", "replay")  # the variant suffixes of --mitigation (regimes/mitigation.py)
+
+
+def without_mitigation(label: str) -> tuple[str, str | None]:
+    """A label without its mitigation suffix, and the mitigation: "R (ewc)" -> ("R", "ewc"), "R (top2-l2sp)" ->
+    ("R (top2)", "l2sp"); (label, None) for a label without one."""
+    if not label.endswith(")") or " (" not in label:
+        return label, None
+    base, variant = label[:-1].split(" (", 1)
+    *rest, last = variant.split("-")
+    if last not in MITIGATIONS:
+        return label, None
+    return (f"{base} ({'-'.join(rest)})" if rest else base), last
+
+
+def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
+    """Each mitigation beside the same regime without it, paired by seed and template: what it costs in accuracy
+    and what it saves in forgetting (held-out NLL, the watched tasks' zero-shot accuracy)."""
+    from scipy import stats
+
+    measured = forgetting_rows(cells, k)
+    split = measured["regime"].map(without_mitigation)
+    measured = measured.assign(plain=split.map(lambda s: s[0]), mitigation=split.map(lambda s: s[1]))
+    plain = measured[measured["mitigation"].isna()].set_index(["task", "plain", "seed", "template"])
+    rows = []
+    for (task, regime, mitigation), g in measured[measured["mitigation"].notna()].groupby(
+            ["task", "plain", "mitigation"]):
+        pairs = [(row, plain.loc[(task, regime, row["seed"], row["template"])]) for _, row in g.iterrows()
+                 if (task, regime, row["seed"], row["template"]) in plain.index]
+        if not pairs:
+            continue
+        gained = np.array([m["accuracy"] - p["accuracy"] for m, p in pairs])
+        if len(gained) > 1 and gained.std(ddof=1) > 0:
+            half = stats.t.ppf(0.975, len(gained) - 1) * gained.std(ddof=1) / math.sqrt(len(gained))
+            interval = f"{100 * (gained.mean() - half):+.1f} … {100 * (gained.mean() + half):+.1f}"
+        else:
+            interval = "—"
+        nll = (np.mean([p["nll_change"] for _, p in pairs]), np.mean([m["nll_change"] for m, _ in pairs]))
+        zero = (np.nanmean([p["zero_shot_change"] for _, p in pairs]), np.nanmean([m["zero_shot_change"] for m, _ in pairs]))
+        rows.append([(task, False), (regime, False), (mitigation, False), (str(len(pairs)), False),
+                     (f"{100 * gained.mean():+.1f}", False), (interval, False),
+                     (f"{nll[0]:+.4f} → {nll[1]:+.4f}", nll[1] < nll[0]),
+                     ("—" if math.isnan(zero[0]) else f"{100 * zero[0]:+.1f} → {100 * zero[1]:+.1f}", False)])
+    notes = [f"k = {k}. Each mitigated cell paired with the same regime's unmitigated cell of the same seed and "
+             "template. Accuracy Δ = mitigated − unmitigated (points), with a t interval over the pairs (— below two "
+             "pairs or without spread). Held-out NLL Δ and zero-shot Δ as in the forgetting table: unmitigated → "
+             "mitigated, means over the pairs; bold where the mitigation lowered the NLL change."]
+    return Table(f"Forgetting mitigation, paired (k = {k})", ["task", "regime", "mitigation", "pairs", "accuracy Δ",
+                                                             "95 % t interval", "held-out NLL Δ",
+                                                             "zero-shot Δ (usable probes)"], rows, notes,
+                 key="mitigation")
 
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:

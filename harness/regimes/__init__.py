@@ -14,7 +14,7 @@ import math
 import re
 
 from harness.errors import HarnessError
-from harness.regimes import bitfit, full, head, ia3, lora, prompt_ft, prompting, scratch, tfidf
+from harness.regimes import bitfit, full, head, ia3, lora, prompt_ft, prompting, scratch, soft_prompt, tfidf
 from harness.regimes.protocol import Regime
 
 
@@ -25,6 +25,8 @@ REGISTRY: dict[str, Regime] = {
     "head": head.Head(),
     "full": full.FULL,
     "prompt-ft": prompt_ft.PROMPT_FT,
+    "prompt-tuning": soft_prompt.PROMPT_TUNING,
+    "prefix": soft_prompt.PREFIX,
     "lora": lora.LORA,
     "ia3": ia3.IA3,
     "bitfit": bitfit.BITFIT,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from harness.cpu_linear import onednn_linears
-from harness.regimes.training import pad_rows
+from harness.regimes.training import PackedRows, pack_rows, pad_rows
 from harness.scoring import ScoreRequest, tokenize_requests
 
 
@@ -26,7 +26,7 @@ class Scored:
 class AnswerBatch:
     """The rows of several examples, padded, and every class's answer positions and tokens."""
 
-    ids: torch.Tensor  # (rows, width)
+    ids: torch.Tensor | PackedRows  # (rows, width) padded, or every row packed into one (row 0)
     spans: list[list[tuple[int, int, list[int]]]]  # per example, per class: (batch row, first position, tokens)
 
 
@@ -39,10 +39,31 @@ class AnswerScorer(nn.Module):
         super().__init__()
         self.modules_trained = lm  # the whole causal LM, trained
         self.softcap = getattr(lm.config, "final_logit_softcapping", None)  # Gemma applies it to the logits
+        config = getattr(lm, "active_peft_config", None)  # peft prompt learning: virtual tokens before every row
+        self.virtual_tokens = config.num_virtual_tokens if getattr(config, "is_prompt_learning", False) else 0
+
+    def _after_virtual_tokens(self, decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The real tokens' hidden states with the soft prompt before them: n input embeddings (prompt tuning),
+        or n keys and values in every layer (prefix tuning)."""
+        lm, n = self.modules_trained, self.virtual_tokens
+        prompt = lm.get_prompt(batch_size=ids.shape[0])
+        mask = torch.cat([mask.new_ones(ids.shape[0], n), mask], 1)
+        if isinstance(prompt, torch.Tensor):  # (batch, n, dim) embeddings
+            embeds = lm.get_input_embeddings()(ids)
+            hidden = decoder(inputs_embeds=torch.cat([prompt.to(embeds.dtype), embeds], 1), attention_mask=mask,
+                             use_cache=False).last_hidden_state
+            return hidden[:, n:]
+        return decoder(input_ids=ids, attention_mask=mask, past_key_values=prompt, use_cache=True).last_hidden_state
 
     def forward(self, batch: AnswerBatch, mask: torch.Tensor) -> torch.Tensor:
         decoder = self.modules_trained.get_decoder()  # any causal LM: no family anatomy needed
-        hidden = decoder(input_ids=batch.ids, attention_mask=mask, use_cache=False).last_hidden_state
+        if isinstance(batch.ids, PackedRows):  # one row, a block-diagonal mask, positions restarting per input
+            hidden = decoder(input_ids=batch.ids.ids, attention_mask=batch.ids.mask,
+                             position_ids=batch.ids.positions, use_cache=False).last_hidden_state
+        elif self.virtual_tokens:
+            hidden = self._after_virtual_tokens(decoder, batch.ids, mask)
+        else:
+            hidden = decoder(input_ids=batch.ids, attention_mask=mask, use_cache=False).last_hidden_state
         rows, positions, targets, owners = [], [], [], []
         for e, spans in enumerate(batch.spans):
             for c, (row, start, tokens) in enumerate(spans):
@@ -79,14 +100,20 @@ def encode_answers(tokenizer: Any, context: str, choices: Sequence[str], max_tok
     return Scored(rows, [spans[c] for c in range(len(choices))])
 
 
-def batch_answers(examples: Sequence[Scored], pad: int, device: Any) -> tuple[AnswerBatch, torch.Tensor]:
+def batch_answers(examples: Sequence[Scored], pad: int, device: Any,
+                  pack: bool = False) -> tuple[AnswerBatch, torch.Tensor]:
+    """Several examples' rows, padded (or packed into one row: each answer's position moves by its row's start)."""
     rows, spans = [], []
     for example in examples:
         offset = len(rows)
         rows.extend(example.rows)
         spans.append([(offset + row, start, tokens) for row, start, tokens in example.answers])
-    ids, mask = pad_rows(rows, pad, device)
-    return AnswerBatch(ids, spans), mask
+    if not pack:
+        ids, mask = pad_rows(rows, pad, device)
+        return AnswerBatch(ids, spans), mask
+    packed, mask = pack_rows(rows, device)
+    starts = packed.starts.tolist()
+    return AnswerBatch(packed, [[(0, starts[row] + start, tokens) for row, start, tokens in s] for s in spans]), mask
 
 
 @torch.no_grad()

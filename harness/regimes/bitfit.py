@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.regimes.budget import CUDA_BUDGET, Budget
+from harness.regimes.budget import CUDA_BUDGET, AdaptingBudget, Budget
 from harness.regimes.objectives import NewHead, head_learning_rate_setting, pooling_setting
 from harness.regimes.options import redefault
 from harness.regimes.sources import Backbone
@@ -14,7 +14,7 @@ from harness.regimes.trained import TrainedRegime, always
 
 
 @dataclass(frozen=True)
-class BitfitSettings(Budget):
+class BitfitSettings(AdaptingBudget):
     """How `bitfit` trains: the shared budget (a few scale and shift vectors take large steps), a new head."""
 
     learning_rates: tuple[float, ...] = redefault(Budget, "learning_rates", (1e-3,))

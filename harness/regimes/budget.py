@@ -31,16 +31,23 @@ class Budget:
     weight_decay: float = setting(0.01, "AdamW's weight decay", scope="regime", minimum=0)
     max_grad_norm: float = setting(1.0, "gradients clipped to this norm", scope="regime", above=0)
     pack: bool = setting(False, "train on packed rows: a batch's inputs in one row without padding, each attending "
-                                "to itself alone (a block-diagonal mask); the same loss up to float rounding (a new "
-                                "head on token inputs; prompt-ft and head's top blocks keep padded rows)")
+                                "to itself alone (a block-diagonal mask); the same loss up to float rounding (head's top blocks, "
+                                "trained on cached hidden states, keep padded rows)")
     max_tokens: int = setting(256, "inputs are cut to this many tokens, inside their longest field", minimum=8)
     select_metric: str = select_metric_setting()
-    # forgetting mitigation (issue "From prompt to weights"): L2-SP pulls the trained weights toward the pretrained
-    # ones, strength chosen on dev with the learning rate
-    mitigation: str = setting("none", "forgetting mitigation: none, or l2sp (a penalty strength/2 x ||w - w0||^2 "
-                                      "toward the weights training started from)", choices=("none", "l2sp"))
-    mitigation_strengths: tuple[float, ...] = setting((0.01, 0.1, 1.0), "the mitigation's strength grid, selected "
-                                                                       "on dev with the learning rate", above=0)
     gradient_checkpointing: bool = setting(False, "trade compute for memory", hashed=False)
     device_defaults: str = setting("cpu", "take this device kind's default budget (cpu, cuda) instead of the "
                                           "one in use's, e.g. to match cells computed on a GPU", hashed=False)
+
+
+@dataclass(frozen=True)
+class AdaptingBudget(Budget):
+    """The budget of a regime that changes the backbone's weights, with the forgetting mitigation it may train
+    under (mitigation.py); its strength is chosen on dev with the learning rate."""
+
+    mitigation: str = setting("none", "forgetting mitigation: none; l2sp (strength/2 x ||w - w0||^2 toward the "
+                                      "weights training started from); ewc (the same, each weight scaled by its "
+                                      "diagonal Fisher on general text); replay (strength x the LM loss on general "
+                                      "text, a quarter of each batch)", choices=("none", "l2sp", "ewc", "replay"))
+    mitigation_strengths: tuple[float, ...] = setting((0.01, 0.1, 1.0), "the mitigation's strength grid, selected "
+                                                                       "on dev with the learning rate", above=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.regimes.budget import Budget
+from harness.regimes.budget import AdaptingBudget
 from harness.regimes.objectives import (NewHead, c_grid_setting, head_init_setting, head_learning_rate_setting,
                                         pooling_setting)
 from harness.regimes.sources import PRETRAINED
@@ -12,7 +12,7 @@ from harness.regimes.trained import TrainedRegime, always
 
 
 @dataclass(frozen=True)
-class FullSettings(Budget):
+class FullSettings(AdaptingBudget):
     """How `full` trains: the shared budget, and its new head."""
 
     head_learning_rate: float = head_learning_rate_setting()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from harness.backbone import block_parameters, decoder_parameters
-from harness.regimes.budget import Budget
+from harness.regimes.budget import AdaptingBudget, Budget
 from harness.regimes.costs import training_cost, transformer_flops
 from harness.regimes.objectives import NewHead, c_grid_setting, head_init_setting, pooling_setting
 from harness.regimes.options import redefault, resolve_settings, setting
@@ -26,7 +26,7 @@ FEATURE_BYTES = 4  # the trained head (and top blocks) are kept in fp32
 
 
 @dataclass(frozen=True)
-class HeadSettings(Budget):
+class HeadSettings(AdaptingBudget):
     """How `head` trains. N = 0 (the default): only the linear head, the probe, on cached pooled features (its C
     grid); N > 0: the top N blocks too, by the one training loop on the budget fields."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.regimes.budget import CUDA_BUDGET, Budget
+from harness.regimes.budget import CUDA_BUDGET, AdaptingBudget, Budget
 from harness.regimes.objectives import ANSWER_SCORES, NewHead, head_learning_rate_setting, pooling_setting
 from harness.regimes.options import redefault, setting
 from harness.regimes.sources import Backbone
@@ -15,7 +15,7 @@ from harness.regimes.trained import TrainedRegime
 
 
 @dataclass(frozen=True)
-class Ia3Settings(Budget):
+class Ia3Settings(AdaptingBudget):
     """How `ia3` trains: the shared budget (rescaling vectors start at one and take large steps), the new head or
     the answer scores."""
 

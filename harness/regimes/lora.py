@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.regimes.budget import CUDA_BUDGET, Budget
+from harness.regimes.budget import CUDA_BUDGET, AdaptingBudget, Budget
 from harness.regimes.objectives import (ANSWER_SCORES, NewHead, c_grid_setting, head_init_setting,
                                         head_learning_rate_setting, pooling_setting)
 from harness.regimes.options import redefault, setting
@@ -16,7 +16,7 @@ from harness.regimes.trained import TrainedRegime
 
 
 @dataclass(frozen=True)
-class LoraSettings(Budget):
+class LoraSettings(AdaptingBudget):
     """How `lora` trains: the shared budget (adapters start at zero and take larger steps), the adapters, and the
     new head or the answer scores."""
 

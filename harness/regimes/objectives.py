@@ -144,12 +144,12 @@ class AnswerScores:
         inputs = {split: [encode_answers(tokenizer, text, choices, settings.max_tokens)
                           for text in render_within(template, examples, tokenizer, settings.max_tokens, longest,
                                                     lm.max_length)]
-                  for split, examples in (("train", data.train), ("dev", data.dev))}
+                  for split, examples in (("train", data.train), ("dev", data.dev), ("test", data.test))}
         labels = {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
         def make_batch(rows: list[int]) -> tuple:
-            batch, mask = batch_answers([inputs["train"][i] for i in rows], pad, device)
+            batch, mask = batch_answers([inputs["train"][i] for i in rows], pad, device, getattr(settings, "pack", False))
             return batch, mask, torch.tensor([labels["train"][i] for i in rows], device=device)
 
         return Prepared(inputs, labels, make_batch, [sum(len(r) for r in s.rows) for s in inputs["train"]],
@@ -159,15 +159,33 @@ class AnswerScores:
 
     def wrap(self, lm: Any, source: Any, module: Any, prepared: Prepared, template: Template, settings: Any,
              classes: int) -> tuple[Any, list[dict[str, Any]]]:
+        from harness.errors import HarnessError
         from harness.regimes.answer_scores import AnswerScorer
+        from harness.regimes.virtual_tokens import initialise_from_text, template_words
 
         scorer = AnswerScorer(module).to(lm.model.device)
+        if scorer.virtual_tokens and getattr(settings, "pack", False):
+            raise HarnessError("--pack: virtual tokens go before every input, so soft prompts train on padded rows")
+        if scorer.virtual_tokens and module.active_peft_config.peft_type == "PROMPT_TUNING":
+            initialise_from_text(module, lm.tokenizer, template_words(template))
         return scorer, [{"params": [p for p in scorer.modules_trained.parameters() if p.requires_grad]}]
 
     def predict(self, lm: Any, template: Template, trained: Any, prepared: Prepared, data: FitData, settings: Any,
                 progress: bool) -> tuple[list[Prediction], float]:
-        from harness.predict import predict_prompting
+        import torch
 
+        from harness.models import autocast_for
+        from harness.predict import predict_prompting
+        from harness.regimes.answer_scores import score_answers
+
+        if trained.virtual_tokens:  # the soft prompt lives in the scorer's forward: the test inputs go through it
+            pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+            scores = score_answers(trained, prepared.inputs["test"], pad, lm.model.device, settings.batch_size,
+                                   autocast_for(lm.model.device))
+            probs = torch.softmax(scores, -1).tolist()
+            tokens = sum(len(r) for s in prepared.inputs["test"] for r in s.rows) / len(data.test)
+            return ([Prediction(id=x.id, gold=None, probs=tuple(p), scores=tuple(s))
+                     for x, p, s in zip(data.test, probs, scores.tolist())], tokens + trained.virtual_tokens)
         run = predict_prompting(trained.modules_trained.eval(), lm.tokenizer, lm.max_length, template, data.test, (),
                                 settings.batch_size, progress)
         # scored as zero-shot: one uncached forward over each test prompt

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.regimes.budget import Budget
+from harness.regimes.budget import AdaptingBudget
 from harness.regimes.objectives import ANSWER_SCORES
 from harness.regimes.sources import PRETRAINED
 from harness.regimes.trained import TrainedRegime, always
 
 
 @dataclass(frozen=True)
-class PromptFtSettings(Budget):
+class PromptFtSettings(AdaptingBudget):
     """How `prompt-ft` trains: the shared budget, no new head."""
 
 

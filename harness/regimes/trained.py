@@ -46,7 +46,8 @@ class TrainedRegime:
 
     def variant(self, settings: Any) -> str:
         """The regime's own variant name, then the forgetting mitigation's ('l2sp')."""
-        parts = [self.names(settings), "" if settings.mitigation == "none" else settings.mitigation]
+        mitigation = getattr(settings, "mitigation", "none")  # regimes that change no base weight have none
+        parts = [self.names(settings), "" if mitigation == "none" else mitigation]
         return "-".join(p for p in parts if p)
 
     def resolve(self, options: Mapping[str, Any], device: Device) -> tuple[Any, ...]:
@@ -56,6 +57,7 @@ class TrainedRegime:
             progress: bool) -> RegimeRun:
         from harness.backbone import block_parameters
         from harness.models import autocast_for
+        from harness.regimes.mitigation import penalty_maker
         from harness.regimes.training import fit_over_learning_rates, selection_details
 
         objective, source = self.objective(settings), self.source
@@ -67,7 +69,8 @@ class TrainedRegime:
             return objective.wrap(lm, source, module, prepared, template, settings, len(data.label_names))
 
         fit = fit_over_learning_rates(build, prepared.make_batch, prepared.lengths, prepared.dev_logits,
-                                      prepared.dev_labels, settings, data.seed, autocast_for(lm.model.device), progress)
+                                      prepared.dev_labels, settings, data.seed, autocast_for(lm.model.device), progress,
+                                      penalty_maker(settings, lm, source, data.seed))
         predictions, tokens_per_example = objective.predict(lm, template, fit.model, prepared, data, settings, progress)
         module = fit.model.modules_trained
         parameters = list(fit.model.parameters())

@@ -197,12 +197,14 @@ def train_loop(model: nn.Module, groups: list[dict[str, Any]], make_batch: Calla
 def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list[dict[str, Any]]]],
                             make_batch: Callable[[list[int]], tuple], lengths: Sequence[int],
                             dev_logits: Callable[[nn.Module], torch.Tensor], dev_labels: torch.Tensor,
-                            budget: Any, seed: int, autocast: Callable[[], Any], progress: bool = False) -> Fit:
-    """One training run per learning rate of the budget, each on a model `build(lr)` makes with its parameter
-    groups; the best dev checkpoint over all of them is loaded into its model and returned."""
+                            budget: Any, seed: int, autocast: Callable[[], Any], progress: bool = False,
+                            penalty_for: Callable[[nn.Module, float], Callable[[], torch.Tensor]] | None = None) -> Fit:
+    """One training run per learning rate (x mitigation strength) of the budget, each on a model `build(lr)` makes
+    with its parameter groups, its penalty `penalty_for(model, strength)` (mitigation.py); the best dev checkpoint
+    over all of them is loaded into its model and returned."""
     best: Fit | None = None
     runs: list[dict[str, Any]] = []
-    strengths = budget.mitigation_strengths if budget.mitigation != "none" else (None,)
+    strengths = budget.mitigation_strengths if getattr(budget, "mitigation", "none") != "none" else (None,)
     for lr, strength in ((lr, s) for lr in budget.learning_rates for s in strengths):
         # a new head's and an adapter's random start come from the cell's seed, not from whatever the process ran
         # before (harness < 0.4 drew them from the global state: a cell's numbers depended on the cells before it)
@@ -210,7 +212,7 @@ def fit_over_learning_rates(build: Callable[[float], tuple[nn.Module, list[dict[
         model, groups = build(lr)
         result = train_loop(model, groups, make_batch, lengths,
                             lambda: dev_score(dev_logits(model), dev_labels, budget.select_metric), budget, lr, seed,
-                            autocast, progress, l2sp_penalty(model, strength) if strength is not None else None)
+                            autocast, progress, penalty_for(model, strength) if strength is not None else None)
         runs.append({"learning_rate": lr, **({"mitigation_strength": strength} if strength is not None else {}),
                      "best_step": result.best_step, "steps": result.steps, "stopped": result.stopped,
                      "history": result.history})
@@ -246,18 +248,6 @@ def selection_details(fit: Fit, budget: Any, lengths: Sequence[int], seed: int) 
         "padding_fraction": 1 - result.tokens / result.padded_tokens if result.padded_tokens else 0.0,
         "padding_fraction_planned": padding_fraction(lengths, length_grouped_batches(lengths, budget.batch_size, seed)),
     }
-
-
-def l2sp_penalty(model: nn.Module, strength: float) -> Callable[[], torch.Tensor]:
-    """L2-SP (Li et al. 2018): strength/2 x the squared distance of the trained backbone's weights (not a new head)
-    to where training started — the pretrained weights, or an adapter's start. Zero at the start."""
-    trained = [p for p in model.modules_trained.parameters() if p.requires_grad]
-    anchors = [p.detach().clone() for p in trained]
-
-    def penalty() -> torch.Tensor:
-        return strength / 2 * sum(((p - a) ** 2).sum() for p, a in zip(trained, anchors))
-
-    return penalty
 
 
 def _adamw(groups: list[dict[str, Any]], lr: float, weight_decay: float) -> torch.optim.Optimizer:
