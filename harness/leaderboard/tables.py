@@ -467,6 +467,12 @@ def without_mitigation(label: str) -> tuple[str, str | None]:
     return (f"{base} ({'-'.join(rest)})" if rest else base), last
 
 
+def _mean_known(values: list[float]) -> float:
+    """The mean of the values that are not NaN; NaN when none is (every probe left out)."""
+    known = [v for v in values if not math.isnan(v)]
+    return float(np.mean(known)) if known else math.nan
+
+
 def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
     """Each mitigation beside the same regime without it, paired by seed and template: what it costs in accuracy
     and what it saves in forgetting (held-out NLL, the watched tasks' zero-shot accuracy)."""
@@ -490,7 +496,7 @@ def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
         else:
             interval = "—"
         nll = (np.mean([p["nll_change"] for _, p in pairs]), np.mean([m["nll_change"] for m, _ in pairs]))
-        zero = (np.nanmean([p["zero_shot_change"] for _, p in pairs]), np.nanmean([m["zero_shot_change"] for m, _ in pairs]))
+        zero = tuple(_mean_known([side["zero_shot_change"] for side in sides]) for sides in zip(*pairs))[::-1]
         rows.append([(task, False), (regime, False), (mitigation, False), (str(len(pairs)), False),
                      (f"{100 * gained.mean():+.1f}", False), (interval, False),
                      (f"{nll[0]:+.4f} → {nll[1]:+.4f}", nll[1] < nll[0]),
