@@ -47,32 +47,23 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 @cli.command("eval")
 @flags.eval_options
 @click.pass_context
-def eval_command(ctx: click.Context, tasks: list[str], model: str, regimes: list[str], k: list[int], seeds: list[int],
-                 templates: str | None, limit: int | None, data_dir: str | None, out: Path, overwrite: bool,
-                 trust_remote_code: bool, eval_tasks: list[str] | None, forgetting: list[str] | None,
-                 forgetting_text: str, threads: int | None, executor: str, address: str | None,
-                 cpus_per_cell: float, gpus_per_cell: float | None, dry_run: bool, **options: Any) -> None:
+def eval_command(ctx: click.Context, dry_run: bool, **params: Any) -> None:
     """Evaluate tasks × regimes × k × seeds and write one result file per cell."""
     import yaml
 
     from harness.results import model_slug, read_run_folder, summary_table, write_atomic
     from harness.runner import run_eval
-    from harness.session import EvalConfig
 
-    config = EvalConfig(
-        tasks=tasks, model=model, regimes=regimes, k=k, seeds=seeds, templates=templates, limit=limit,
-        data_dir=data_dir, out=out, overwrite=overwrite, trust_remote_code=trust_remote_code,
-        options={name: value for name, value in options.items() if value is not None},
-        eval_tasks=eval_tasks or [], forgetting=forgetting or [], forgetting_text=forgetting_text, executor=executor,
-        threads=threads, ray_address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell,
-        command=shlex.join(["harness", *sys.argv[1:]]),
-    )
+    config = flags.eval_config(params, shlex.join(["harness", *sys.argv[1:]]))
+    out, model = config.out, config.model
     report = run_eval(config, on_cell=_report_cell, progress=True, dry_run=dry_run)
     if dry_run:
         click.echo(f"{report.planned} cells to compute, {report.skipped} found on disk (--dry-run: nothing computed)")
         return
     write_atomic(out / "run.yaml", f"# the resolved run of the last command: harness eval --config {out}/run.yaml\n"
                                    + yaml.safe_dump(flags.run_file_values(ctx.params), sort_keys=False))
+    if config.sequence:
+        return click.echo(f"{report.sequence_table}\n{report.computed} sequence runs computed, {report.skipped} on disk")
     # the summary covers every finished cell of this model in the run folder, not only this invocation's
     table = summary_table(read_run_folder(out / model_slug(model)))
     baselines = "".join(f"majority baseline {task}: {acc:.3f}\n" for task, acc in report.majority.items())

@@ -143,6 +143,9 @@ def eval_options(command: Callable) -> Callable:
                           "held-out NLL, against the untouched model."),
         click.option("--forgetting-text", default=d.forgetting_text, show_default=True,
                      help="--forgetting: the task whose test-split texts are the held-out text."),
+        click.option("--sequence", default=None, callback=names,
+                     help="Continual learning: train one model on these tasks one after another (instead of "
+                          "--tasks) and report the accuracy matrix with ACC, BWT and FWT."),
         click.option("--threads", default=None, type=click.IntRange(min=1),
                      help="torch's CPU threads [default: the cores free to this process: its affinity, cgroup quota "
                           "and $OMP_NUM_THREADS, less the processes already running]."),
@@ -273,6 +276,23 @@ def _as_option_value(path: Path, key: Any, given: Any, option: click.Parameter) 
     if getattr(option, "is_flag", False) and not isinstance(given, bool):
         raise HarnessError(f"{path}: key '{key}' takes true or false, got {given!r}")
     return [str(given)] if option.multiple else given
+
+
+RUN_OPTIONS = ("tasks", "model", "regimes", "k", "seeds", "templates", "limit", "data_dir", "out", "overwrite",
+               "trust_remote_code", "eval_tasks", "forgetting", "forgetting_text", "sequence", "threads", "executor",
+               "address", "cpus_per_cell", "gpus_per_cell")  # the run's own options; the rest are the regimes'
+
+
+def eval_config(params: dict[str, Any], command: str) -> Any:
+    """`harness eval`'s parsed options as the run's configuration (regime options: those given, by name)."""
+    from harness.session import EvalConfig
+
+    run = {name: params[name] for name in RUN_OPTIONS}
+    lists = {name: run.pop(name) or [] for name in ("eval_tasks", "forgetting", "sequence")}
+    return EvalConfig(**{name: value for name, value in run.items() if name != "address"}, **lists,
+                      ray_address=run["address"], command=command,
+                      options={name: value for name, value in params.items()
+                               if name not in RUN_OPTIONS and name != "config" and value is not None})
 
 
 def run_file_values(params: dict[str, Any]) -> dict[str, Any]:

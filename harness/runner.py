@@ -3,8 +3,8 @@ cell after another, or as Ray tasks (harness/ray_executor.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 from harness.errors import HarnessError
 from harness.ray_executor import run_on_ray
@@ -24,6 +24,7 @@ class RunReport:
     busy: int = 0  # being computed by another process on the same run folder
     planned: int = 0  # --dry-run: would be computed
     majority: dict[str, float] = field(default_factory=dict)
+    sequence_table: str = ""  # --sequence: the accuracy matrices and their summaries (Markdown)
 
 
 def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None] | None = None,
@@ -32,10 +33,14 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
     finishes. dry_run: only plan, and report each pending cell as "planned" (nothing is loaded or written)."""
     if config.executor not in EXECUTORS:
         raise HarnessError(f"--executor {config.executor}: unknown (known: {', '.join(EXECUTORS)})")
+    if config.sequence:  # the tasks trained one after another: the sequence's own runs, not cells
+        config = replace(config, tasks=tuple(config.sequence))
     session = Session(config)
     report = RunReport(majority={d.task.name: majority_accuracy(d.test) for d in session.data.values()})
     if not dry_run:
         check_writable(config.out)
+    if config.sequence:
+        return _run_sequences(session, report, progress, dry_run)
     pending = []
     for d, cell in session.cells:
         existing = session.finished(d, cell)
@@ -49,6 +54,21 @@ def run_eval(config: EvalConfig, on_cell: Callable[[Cell, CellResult, str], None
         return report
     EXECUTORS[config.executor](session, pending, lambda cell, outcome: _write(session, report, on_cell, cell, outcome),
                                lambda cell, result, how: _report(report, on_cell, cell, result, how), progress)
+    return report
+
+
+def _run_sequences(session: Session, report: RunReport, progress: bool, dry_run: bool) -> RunReport:
+    from harness.continual import planned_sequences, run_sequences, sequence_table
+
+    if dry_run:
+        report.planned = sum(not path.is_file() or session.config.overwrite
+                             for *_, path in planned_sequences(session))
+        return report
+
+    def count(run: Any, how: str) -> None:
+        setattr(report, how, getattr(report, how) + 1)
+
+    report.sequence_table = sequence_table(run_sequences(session, progress, count))
     return report
 
 

@@ -53,6 +53,7 @@ class EvalConfig:
     # Regime options as given (None: the regime's default), named like the settings fields they set:
     # `x` sets field x of every regime that has one, `<regime>_x` that regime's alone (see regimes/options.py).
     options: Mapping[str, Any] = field(default_factory=dict)
+    sequence: Sequence[str] = ()  # --sequence: these tasks trained one after another in one model (continual.py)
     eval_tasks: Sequence[str] = ()  # --eval-tasks: other tasks' test splits each cell also predicts (domain shift)
     forgetting: Sequence[str] = ()  # --forgetting: tasks whose zero-shot accuracy (and the LM's held-out NLL)
     #                                 is measured after adaptation, against the untouched model
@@ -118,6 +119,12 @@ class Session:
         self.lm: Any = None
         self.shared: Shared | None = None
 
+    def load(self) -> Any:
+        """The model, loaded the first time a cell needs computing."""
+        if self.lm is None:
+            self.lm, self.shared = _prepare(self.config)
+        return self.lm
+
     def paths(self, cell: Cell) -> tuple[Path, Path]:
         return cell.paths(self.config.out, model_slug(self.config.model))
 
@@ -133,8 +140,7 @@ class Session:
         template = next(t for t in d.templates if t.name == cell.template)
         regime, settings = self.plan.regimes[cell.regime], self.plan.settings[cell.regime][cell.variant]
         resolved = self._resolved(d, cell)
-        if self.lm is None:
-            self.lm, self.shared = _prepare(self.config)
+        self.load()
         try:
             result, predictions, shifted = run_cell(regime, settings, self.lm, self.shared, d.task, template, cell,
                                                     self.draws[cell], d.test, progress, d.shifts, self.probes)

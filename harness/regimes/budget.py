@@ -48,6 +48,7 @@ class AdaptingBudget(Budget):
     mitigation: str = setting("none", "forgetting mitigation: none; l2sp (strength/2 x ||w - w0||^2 toward the "
                                       "weights training started from); ewc (the same, each weight scaled by its "
                                       "diagonal Fisher on general text); replay (strength x the LM loss on general "
-                                      "text, a quarter of each batch)", choices=("none", "l2sp", "ewc", "replay"))
+                                      "text, a quarter of each batch); a comma list gives one variant each",
+                              choices=("none", "l2sp", "ewc", "replay"), axis=True)
     mitigation_strengths: tuple[float, ...] = setting((0.01, 0.1, 1.0), "the mitigation's strength grid, selected "
                                                                        "on dev with the learning rate", above=0)

@@ -1,0 +1,170 @@
+"""Continual learning (`harness eval --sequence sst2,agnews,trec`): one model trained task after task.
+
+For each regime (variant), k and seed, the regime trains on the first task from the pretrained weights, then on the
+second from what the first left, and so on (a mitigation's anchor is the model each step starts from). After each
+step the model as deployed scores every task of the sequence with that task's first template, as zero-shot does:
+the accuracy matrix R[j][i] (after training on task j, accuracy on task i), with the untouched model's accuracies b_i,
+and Lopez-Paz & Ranzato's (2017) summaries, paired by seed:
+
+    ACC = mean_i R[T-1][i]      BWT = mean_{i<T-1} (R[T-1][i] - R[i][i])      FWT = mean_{i>0} (R[i-1][i] - b_i)
+
+Only regimes that predict with the LM itself can be scored on a task they were not last trained on (prompt-ft,
+`lora --lora-scoring prompt`, `ia3 --ia3-scoring prompt`); a regime with a new head per task is one line. Each
+sequence run is one JSON under `<out>/sequences/<model>/<task-task-...>/<regime>_k<k>_seed<seed>.json`; a finished
+one is kept (resumable).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from harness.cells import fit_data
+from harness.errors import HarnessError
+from harness.results import model_slug, write_atomic
+from harness.types import Cell
+
+SEQUENCES = "sequences"  # the folder under --out
+
+
+@dataclass
+class SequenceRun:
+    """One regime (variant), k and seed trained through the sequence."""
+
+    regime: str  # its label, variant included
+    k: int
+    seed: int
+    tasks: list[str]
+    matrix: list[list[float]]  # R[j][i]: after training on tasks[j], accuracy on tasks[i]
+    untouched: list[float]  # b_i: the pretrained model's accuracy on tasks[i]
+    step_accuracy: list[float] = field(default_factory=list)  # each step's own cell, as its regime predicted it
+
+    @property
+    def acc(self) -> float:
+        return sum(self.matrix[-1]) / len(self.tasks)
+
+    @property
+    def bwt(self) -> float:
+        last = len(self.tasks) - 1
+        return sum(self.matrix[last][i] - self.matrix[i][i] for i in range(last)) / last
+
+    @property
+    def fwt(self) -> float:
+        return sum(self.matrix[i - 1][i] - self.untouched[i] for i in range(1, len(self.tasks))) / (len(self.tasks) - 1)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"regime": self.regime, "k": self.k, "seed": self.seed, "tasks": self.tasks, "matrix": self.matrix,
+                "untouched": self.untouched, "step_accuracy": self.step_accuracy,
+                "acc": self.acc, "bwt": self.bwt, "fwt": self.fwt}
+
+
+def check_sequence(session: Any) -> None:
+    """Every regime of the run can be scored on every task of the sequence; else one line naming it."""
+    if len(session.config.sequence) < 2:
+        raise HarnessError("--sequence needs at least two tasks, e.g. --sequence sst2,agnews,trec")
+    for name, regime in session.plan.regimes.items():
+        for settings in session.plan.settings[name].values():
+            objective = getattr(regime, "objective", None)
+            if not (regime.adapts_backbone and objective is not None and objective(settings).whole_lm):
+                raise HarnessError(f"--sequence: {name} cannot score a task it was not last trained on (a new head "
+                                   "per task is not built); use prompt-ft, lora --lora-scoring prompt or ia3 "
+                                   "--ia3-scoring prompt")
+
+
+def run_sequences(session: Any, progress: bool = False,
+                  on_run: Callable[[SequenceRun, str], None] | None = None) -> list[SequenceRun]:
+    """Every regime (variant) x k x seed of the session through its sequence; finished runs are read back."""
+    tasks = list(session.config.sequence)
+    runs, untouched = [], None
+    for name, settings, first, path in planned_sequences(session):
+        if path.is_file() and not session.config.overwrite:
+            runs.append(SequenceRun(**{key: value for key, value in json.loads(path.read_text()).items()
+                                       if key not in ("acc", "bwt", "fwt")}))
+            if on_run:
+                on_run(runs[-1], "skipped")
+            continue
+        lm = session.load()
+        untouched = untouched or [_accuracy(lm, session.data[t], settings.batch_size) for t in tasks]
+        runs.append(_train_through(session, session.plan.regimes[name], settings, first.label, first.k, first.seed,
+                                   tasks, untouched, progress))
+        write_atomic(path, json.dumps(runs[-1].as_json(), indent=1) + "\n")
+        if on_run:
+            on_run(runs[-1], "computed")
+    return runs
+
+
+def planned_sequences(session: Any) -> list[tuple[str, Any, Cell, Path]]:
+    """(regime, settings, the sequence's first cell, its file) for every regime (variant) x k x seed of the run."""
+    check_sequence(session)
+    tasks = list(session.config.sequence)
+    folder = Path(session.config.out) / SEQUENCES / model_slug(session.config.model) / "-".join(tasks)
+    planned = []
+    for name in session.plan.regimes:
+        for variant, settings in session.plan.settings[name].items():
+            for k in session.config.k:
+                for seed in session.config.seeds:
+                    first = Cell(tasks[0], session.data[tasks[0]].templates[0].name, name, k, seed, variant)
+                    planned.append((name, settings, first, folder / f"{first.stem}.json"))
+    return planned
+
+
+def _train_through(session: Any, regime: Any, settings: Any, label: str, k: int, seed: int, tasks: Sequence[str],
+                   untouched: list[float], progress: bool) -> SequenceRun:
+    from harness.regimes.features import FeatureStore
+    from harness.regimes.protocol import Shared
+
+    current = session.load()
+    run = SequenceRun(label, k, seed, list(tasks), [], untouched)
+    for task in tasks:
+        d = session.data[task]
+        template = d.templates[0]
+        cell = Cell(task, template.name, regime.name, k, seed, regime.variant(settings))
+        trained = regime.run(current, Shared(FeatureStore(current.model, current.tokenizer)), template,
+                             fit_data(session.draws[cell], d.test, d.task, cell), settings, progress)
+        gold = {e.id: e.label for e in d.test}
+        run.step_accuracy.append(sum(p.pred == gold[p.id] for p in trained.predictions) / len(d.test))
+        with trained.deployed(current.model) as deployed:
+            adapted = copy.deepcopy(deployed).eval()
+        scored = replace(current, model=adapted)
+        run.matrix.append([_accuracy(scored, session.data[t], settings.batch_size) for t in tasks])
+        # the next step trains the adapted weights themselves: adapters are merged into them
+        merged = adapted.merge_and_unload() if hasattr(adapted, "merge_and_unload") else adapted
+        current = replace(current, model=merged)
+    return run
+
+
+def _accuracy(lm: Any, d: Any, batch_size: int) -> float:
+    """The model's zero-shot accuracy on a task's test subset, with the task's first template."""
+    from harness.models import autocast_for
+    from harness.predict import predict_prompting
+
+    with autocast_for(lm.model.device)():
+        scored = predict_prompting(lm.model, lm.tokenizer, lm.max_length, d.templates[0], d.test, (), batch_size)
+    return sum(p.pred == e.label for p, e in zip(scored.predictions, d.test)) / len(d.test)
+
+
+def sequence_table(runs: Sequence[SequenceRun]) -> str:
+    """Markdown: per regime, the mean accuracy matrix over seeds, then ACC, BWT and FWT (mean ± sample std)."""
+    import statistics
+
+    lines = []
+    for label in dict.fromkeys(r.regime for r in runs):
+        group = [r for r in runs if r.regime == label]
+        tasks = group[0].tasks
+        lines += [f"{label}, k = {group[0].k}, seeds {', '.join(str(r.seed) for r in group)}: accuracy % after "
+                  "training on the row's task (rows: the sequence in order; untouched: the pretrained model)", "",
+                  "| after \\ on | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
+                  "| untouched | " + " | ".join(f"{100 * group[0].untouched[i]:.1f}" for i in range(len(tasks))) + " |"]
+        for j, task in enumerate(tasks):
+            cells = [statistics.mean(r.matrix[j][i] for r in group) for i in range(len(tasks))]
+            lines.append(f"| {task} | " + " | ".join(f"{100 * c:.1f}" for c in cells) + " |")
+        summary = []
+        for name in ("acc", "bwt", "fwt"):
+            values = [100 * getattr(r, name) for r in group]
+            spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+            summary.append(f"{name.upper()} {statistics.mean(values):{'.1f' if name == 'acc' else '+.1f'}}{spread}")
+        lines += ["", "; ".join(summary) + " (points; ACC is an accuracy)", ""]
+    return "\n".join(lines)

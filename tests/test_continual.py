@@ -1,0 +1,54 @@
+"""--sequence: one model trained task after task, its accuracy matrix and ACC, BWT, FWT (tiny model, toy tasks)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import harness.models
+from harness.cli import cli
+
+
+@pytest.fixture
+def runner(toy_env, loaded, monkeypatch):
+    monkeypatch.setattr(harness.models, "load_model", lambda *a, **k: loaded)
+    return CliRunner()
+
+
+COMMON = ["--regimes", "prompt-ft", "--k", "1", "--seeds", "13,21", "--limit", "all", "--prompt-ft-max-steps", "2",
+          "--prompt-ft-learning-rates", "1e-2"]
+
+
+def test_a_sequence_trains_one_model_task_after_task_and_reports_the_matrix(runner, tmp_path):
+    out = tmp_path / "runs"
+    result = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--out", str(out)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "| after \\ on | toy | toy_shift |" in result.output and "BWT" in result.output
+    runs = [json.loads(p.read_text()) for p in sorted((out / "sequences").rglob("*.json"))]
+    assert len(runs) == 2  # paired by seed
+    single = tmp_path / "single"
+    plain = runner.invoke(cli, ["eval", "--tasks", "toy", *COMMON, "--out", str(single)], catch_exceptions=False)
+    assert plain.exit_code == 0, plain.output
+    for run in runs:
+        matrix = run["matrix"]
+        assert len(matrix) == 2 and all(len(row) == 2 for row in matrix)
+        # the diagonal is each step's own cell, as its regime predicted it
+        assert [matrix[j][j] for j in range(2)] == pytest.approx(run["step_accuracy"])
+        # the first step starts from the pretrained weights: it is the single-task cell
+        cell = json.loads(next(single.rglob(f"prompt-ft_k1_seed{run['seed']}.json")).read_text())
+        assert matrix[0][0] == pytest.approx(cell["metrics"]["accuracy"])
+        assert run["bwt"] == pytest.approx(matrix[1][0] - matrix[0][0])
+        assert run["fwt"] == pytest.approx(matrix[0][1] - run["untouched"][1])
+        assert run["acc"] == pytest.approx((matrix[1][0] + matrix[1][1]) / 2)
+    again = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--out", str(out)])
+    assert "0 sequence runs computed, 2 on disk" in again.output  # resumable
+
+
+def test_a_sequence_refuses_a_regime_with_a_head_per_task_in_one_line(runner, tmp_path):
+    result = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", "--regimes", "full", "--k", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--sequence: full cannot score a task it was not last trained on" in result.output
+    one = runner.invoke(cli, ["eval", "--sequence", "toy", "--regimes", "prompt-ft", "--k", "1", "--out", str(tmp_path)])
+    assert "--sequence needs at least two tasks" in one.output
