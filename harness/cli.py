@@ -58,7 +58,8 @@ def eval_command(ctx: click.Context, dry_run: bool, **params: Any) -> None:
     out, model = config.out, config.model
     report = run_eval(config, on_cell=_report_cell, progress=True, dry_run=dry_run)
     if dry_run:
-        click.echo(f"{report.planned} cells to compute, {report.skipped} found on disk (--dry-run: nothing computed)")
+        what = "sequence runs" if config.sequence else "cells"
+        click.echo(f"{report.planned} {what} to compute, {report.skipped} found on disk (--dry-run: nothing computed)")
         return
     write_atomic(out / "run.yaml", f"# the resolved run of the last command: harness eval --config {out}/run.yaml\n"
                                    + yaml.safe_dump(flags.run_file_values(ctx.params), sort_keys=False))

@@ -44,6 +44,14 @@ def test_a_sequence_trains_one_model_task_after_task_and_reports_the_matrix(runn
         assert run["acc"] == pytest.approx((matrix[1][0] + matrix[1][1]) / 2)
     again = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--out", str(out)])
     assert "0 sequence runs computed, 2 on disk" in again.output  # resumable
+    # the leaderboard reads the sequence runs beside the cells (and never as cells)
+    runner.invoke(cli, ["eval", "--tasks", "toy", *COMMON, "--out", str(out)], catch_exceptions=False)
+    built = runner.invoke(cli, ["leaderboard", str(out), "--out", str(tmp_path / "lb"), "--k", "1"])
+    assert built.exit_code == 0, built.output
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| toy → toy_shift | prompt-ft | 1 | 2 |"))
+    acc = sum(run["acc"] for run in runs) / 2
+    assert row.split(" | ")[4].startswith(f"{100 * acc:.1f} ± ") and "Field required" not in readme
 
 
 def test_a_sequence_refuses_a_regime_with_a_head_per_task_in_one_line(runner, tmp_path):

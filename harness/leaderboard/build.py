@@ -46,6 +46,10 @@ def build(run_dirs: Sequence[str | Path], out: Path, headline_k: int = 16, group
         all_tables += model_tables
         images += model_images
         sections.append((suffix, model_tables, model_images))
+    continual = tables.continual_table(collected.sequences)  # --sequence runs, whichever model ran them
+    if continual.rows:
+        all_tables.append(continual)
+        sections.append(("", [continual], []))
     intro = notes.read_text(encoding="utf-8") if notes else ""
     footer = provenance(cells, run_dirs)
     verdict = _verdict(cells, headline_k)

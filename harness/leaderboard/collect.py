@@ -12,11 +12,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from harness.continual import SEQUENCES
 from harness.errors import HarnessError
 from harness.regimes import REGISTRY, is_prompting
 from harness.regimes.checks import flags
 from harness.results import parse_result
 
+SEQUENCE_KEYS = ("regime", "k", "seed", "tasks", "matrix", "untouched", "acc", "bwt", "fwt")
 KEY = ["model", "task", "template", "regime", "k", "seed"]  # regime = its label, variant included
 
 
@@ -27,6 +29,7 @@ class Collected:
     cells: pd.DataFrame
     problems: list[str] = field(default_factory=list)
     skipped: int = 0  # result files left out: unreadable, failing the schema, a failed cell, an unknown regime
+    sequences: list[dict[str, Any]] = field(default_factory=list)  # --sequence runs (<run>/sequences/**.json)
 
 
 def model_name(identity: dict[str, Any] | None) -> str:
@@ -41,12 +44,14 @@ def model_name(identity: dict[str, Any] | None) -> str:
 def collect(run_dirs: Sequence[str | Path]) -> Collected:
     """Read every result JSON under the run folders; bad files become problems, not failures."""
     problems: list[str] = []
-    rows, skipped = [], 0
+    rows, skipped, sequences = [], 0, []
     for run_dir in map(Path, run_dirs):
         if not run_dir.is_dir():
             problems.append(f"{run_dir}: no such run folder")
             continue
-        files = [p for p in sorted(run_dir.rglob("*.json")) if p.name != "summary.json"]
+        sequences += _sequences(run_dir / SEQUENCES, problems)
+        files = [p for p in sorted(run_dir.rglob("*.json"))
+                 if p.name != "summary.json" and SEQUENCES not in p.relative_to(run_dir).parts]
         if not files:
             problems.append(f"{run_dir}: holds no result files")
         for path in files:
@@ -59,7 +64,22 @@ def collect(run_dirs: Sequence[str | Path]) -> Collected:
         raise HarnessError("no usable result files in " + ", ".join(map(str, run_dirs)) +
                            (f" ({problems[0]})" if problems else ""))
     cells = pd.DataFrame(rows)
-    return Collected(_dedup(cells, problems), problems, skipped)
+    return Collected(_dedup(cells, problems), problems, skipped, sequences)
+
+
+def _sequences(folder: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """The --sequence runs under a run folder (continual.py writes them); a malformed one is a problem line."""
+    runs = []
+    for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+        try:
+            run = json.loads(path.read_text())
+            if not all(key in run for key in SEQUENCE_KEYS):
+                raise ValueError(f"lacks {', '.join(k for k in SEQUENCE_KEYS if k not in run)}")
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: not a sequence run ({exc}), skipped")
+            continue
+        runs.append({**run, "model": path.parent.parent.name})
+    return runs
 
 
 def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:

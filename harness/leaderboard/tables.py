@@ -511,6 +511,32 @@ def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
                  key="mitigation")
 
 
+def continual_table(sequences: list[dict]) -> Table:
+    """Per sequence and regime (--sequence): ACC, BWT and FWT over seeds, and the accuracy on each task after the
+    last one; the whole matrices are in the run's sequence files."""
+    rows = []
+    frame = pd.DataFrame(sequences)
+    if frame.empty:
+        return Table("Continual learning", [], [], [], key="continual")
+    frame = frame.assign(order=frame["tasks"].map(" → ".join))
+    for (order, regime, k), g in sorted(frame.groupby(["order", "regime", "k"]),
+                                        key=lambda kv: (kv[0][0], regime_order(kv[0][1]), kv[0][2])):
+        tasks = g["tasks"].iloc[0]
+        final = [np.mean([m[-1][i] for m in g["matrix"]]) for i in range(len(tasks))]
+        summary = [(f"{100 * g[name].mean():{'.1f' if name == 'acc' else '+.1f'}}"
+                    + (f" ± {100 * g[name].std(ddof=1):.1f}" if len(g) > 1 else ""), False)
+                   for name in ("acc", "bwt", "fwt")]
+        rows.append([(order, False), (regime, False), (str(k), False), (str(len(g)), False), *summary,
+                     (", ".join(f"{t} {100 * a:.1f}" for t, a in zip(tasks, final)), False)])
+    notes = ["One model trained on the tasks in order (harness eval --sequence). ACC: mean accuracy over the tasks "
+             "after the last one (%); BWT: mean over the earlier tasks of (accuracy after the last task − accuracy "
+             "right after training on it), FWT: mean over the later tasks of (accuracy before training on it − the "
+             "untouched model's), in points (Lopez-Paz & Ranzato 2017); mean ± sample std over seeds. Each task is "
+             "scored with its first template, as zero-shot does."]
+    return Table("Continual learning", ["sequence", "regime", "k", "seeds", "ACC %", "BWT", "FWT",
+                                        "accuracy after the last task %"], rows, notes, key="continual")
+
+
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
     """task, regime, k, mean, std, seeds: accuracy against k (a regime that draws no examples, as zero-shot,
     repeated at every k as a line). Each curve keeps the seeds it has at every one of its k, so that a point does
