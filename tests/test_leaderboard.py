@@ -439,3 +439,11 @@ def test_a_forgetting_probe_that_is_collapsed_or_at_chance_is_left_out_and_named
     # a result before harness 0.5 records neither: the task file gives the classes (agnews: 4, chance 25 %)
     assert probe_problem("agnews", {"n": 200, "before": 0.27}).startswith("at chance")
     assert probe_problem("agnews", {"n": 200, "before": 0.60}) is None
+
+
+def test_provenance_counts_the_cells_of_each_harness_version(runs):
+    from harness.leaderboard.build import provenance
+
+    cells = collect([runs]).cells
+    footer = provenance(cells, [runs])
+    assert f"harness: 0.1.0: {len(cells)} cells (abc)" in footer

@@ -132,8 +132,11 @@ def provenance(cells: pd.DataFrame, run_dirs: Sequence[str | Path]) -> str:
     """Models, code versions, devices, dates and the exact commands behind the cells."""
     lines = ["models:"]
     lines += [f"  {identity}" for identity in sorted(cells["model_identity"].unique())]
-    versions = sorted({f"{v} ({c or 'no git commit'})" for v, c in zip(cells["harness_version"], cells["harness_commit"])})
-    lines.append("harness: " + ", ".join(versions))
+    versions = []  # each version with its share of the cells: a page is not "harness 0.4" when some cells are 0.3
+    for version, g in cells.groupby(cells["harness_version"].fillna("unknown")):
+        commits = sorted({str(c)[:10] if c else "no git commit" for c in g["harness_commit"]})
+        versions.append(f"{version}: {len(g)} cells ({', '.join(commits)})")
+    lines.append("harness: " + "; ".join(versions))
     lines.append("devices: " + ", ".join(sorted({str(d) for d in cells["device"]})))
     lines.append(f"cells: {len(cells)}, created {cells['created_at'].min()} .. {cells['created_at'].max()}")
     lines.append("run folders: " + ", ".join(str(d) for d in run_dirs))
