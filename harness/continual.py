@@ -8,10 +8,12 @@ and Lopez-Paz & Ranzato's (2017) summaries, paired by seed:
 
     ACC = mean_i R[T-1][i]      BWT = mean_{i<T-1} (R[T-1][i] - R[i][i])      FWT = mean_{i>0} (R[i-1][i] - b_i)
 
-Only regimes that predict with the LM itself can be scored on a task they were not last trained on (prompt-ft,
-`lora --lora-scoring prompt`, `ia3 --ia3-scoring prompt`); a regime with a new head per task is one line. Each
-sequence run is one JSON under `<out>/sequences/<model>/<task-task-...>/<regime>_k<k>_seed<seed>.json`; a finished
-one is kept (resumable).
+A regime that predicts with the LM itself (prompt-ft, `lora --lora-scoring prompt`, ...) scores every task at every
+step. A regime with a new head per task (full, bitfit, lora, ia3: multi-head, task-incremental) keeps each task's
+head and reads it on the later weights; a task whose head is not trained yet has no entry (R[j][i] for i > j is
+None), so its FWT is not defined. Adapters are merged into the weights before the next step trains. Each sequence run
+is one JSON under `<out>/sequences/<model>/<task-task-...>/<regime>_k<k>_seed<seed>.json`; a finished one is kept
+(resumable).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class SequenceRun:
     k: int
     seed: int
     tasks: list[str]
-    matrix: list[list[float]]  # R[j][i]: after training on tasks[j], accuracy on tasks[i]
+    matrix: list[list[float | None]]  # R[j][i]: after training on tasks[j], accuracy on tasks[i] (None: no head yet)
     untouched: list[float]  # b_i: the pretrained model's accuracy on tasks[i]
     step_accuracy: list[float] = field(default_factory=list)  # each step's own cell, as its regime predicted it
 
@@ -52,8 +54,11 @@ class SequenceRun:
         return sum(self.matrix[last][i] - self.matrix[i][i] for i in range(last)) / last
 
     @property
-    def fwt(self) -> float:
-        return sum(self.matrix[i - 1][i] - self.untouched[i] for i in range(1, len(self.tasks))) / (len(self.tasks) - 1)
+    def fwt(self) -> float | None:
+        later = [self.matrix[i - 1][i] for i in range(1, len(self.tasks))]
+        if any(a is None for a in later):  # a new head per task: no accuracy before its task
+            return None
+        return sum(a - self.untouched[i] for i, a in enumerate(later, start=1)) / (len(self.tasks) - 1)
 
     def as_json(self) -> dict[str, Any]:
         return {"regime": self.regime, "k": self.k, "seed": self.seed, "tasks": self.tasks, "matrix": self.matrix,
@@ -68,10 +73,11 @@ def check_sequence(session: Any) -> None:
     for name, regime in session.plan.regimes.items():
         for settings in session.plan.settings[name].values():
             objective = getattr(regime, "objective", None)
-            if not (regime.adapts_backbone and objective is not None and objective(settings).whole_lm):
-                raise HarnessError(f"--sequence: {name} cannot score a task it was not last trained on (a new head "
-                                   "per task is not built); use prompt-ft, lora --lora-scoring prompt or ia3 "
-                                   "--ia3-scoring prompt")
+            source = getattr(regime, "source", None)
+            if not (regime.adapts_backbone and objective is not None and not getattr(source, "reads_features", True)):
+                raise HarnessError(f"--sequence: {name} cannot be trained task after task in one model (it trains "
+                                   "no backbone weights, or only top blocks on cached features); use full, "
+                                   "prompt-ft, lora, ia3 or bitfit")
 
 
 def run_sequences(session: Any, progress: bool = False,
@@ -118,6 +124,7 @@ def _train_through(session: Any, regime: Any, settings: Any, label: str, k: int,
 
     current = session.load()
     run = SequenceRun(label, k, seed, list(tasks), [], untouched)
+    heads: list[Callable[[Any, Any], list[Any]]] = []  # a new head per task: each task's, in order
     for task in tasks:
         d = session.data[task]
         template = d.templates[0]
@@ -129,11 +136,36 @@ def _train_through(session: Any, regime: Any, settings: Any, label: str, k: int,
         with trained.deployed(current.model) as deployed:
             adapted = copy.deepcopy(deployed).eval()
         scored = replace(current, model=adapted)
-        run.matrix.append([_accuracy(scored, session.data[t], settings.batch_size) for t in tasks])
-        # the next step trains the adapted weights themselves: adapters are merged into them
-        merged = adapted.merge_and_unload() if hasattr(adapted, "merge_and_unload") else adapted
-        current = replace(current, model=merged)
+        if trained.head_on is None:  # the LM itself answers every task
+            run.matrix.append([_accuracy(scored, session.data[t], settings.batch_size) for t in tasks])
+        else:  # each task's own head, on the weights as they are now; none yet for the tasks to come
+            heads.append(trained.head_on)
+            run.matrix.append([_head_accuracy(heads[i], scored, session.data[t]) if i < len(heads) else None
+                               for i, t in enumerate(tasks)])
+        current = replace(current, model=_merged(adapted))  # the next step trains these weights themselves
     return run
+
+
+def _merged(model: Any) -> Any:
+    """The model with any peft adapters merged into its weights (a peft model, or tuner layers swapped into a
+    causal LM): the next task trains plain weights."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # without peft there are no adapters to merge
+        return model
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
+    return model
+
+
+def _head_accuracy(head_on: Callable[[Any, Any], list[Any]], lm: Any, d: Any) -> float:
+    predictions = head_on(lm, d.test)
+    return sum(p.pred == e.label for p, e in zip(predictions, d.test)) / len(d.test)
 
 
 def _accuracy(lm: Any, d: Any, batch_size: int) -> float:
@@ -159,11 +191,15 @@ def sequence_table(runs: Sequence[SequenceRun]) -> str:
                   "| after \\ on | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
                   "| untouched | " + " | ".join(f"{100 * group[0].untouched[i]:.1f}" for i in range(len(tasks))) + " |"]
         for j, task in enumerate(tasks):
-            cells = [statistics.mean(r.matrix[j][i] for r in group) for i in range(len(tasks))]
-            lines.append(f"| {task} | " + " | ".join(f"{100 * c:.1f}" for c in cells) + " |")
+            cells = [None if group[0].matrix[j][i] is None else statistics.mean(r.matrix[j][i] for r in group)
+                     for i in range(len(tasks))]
+            lines.append(f"| {task} | " + " | ".join("—" if c is None else f"{100 * c:.1f}" for c in cells) + " |")
         summary = []
         for name in ("acc", "bwt", "fwt"):
-            values = [100 * getattr(r, name) for r in group]
+            values = [100 * v for v in (getattr(r, name) for r in group) if v is not None]
+            if not values:
+                summary.append(f"{name.upper()} — (no head before its task)")
+                continue
             spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
             summary.append(f"{name.upper()} {statistics.mean(values):{'.1f' if name == 'acc' else '+.1f'}}{spread}")
         lines += ["", "; ".join(summary) + " (points; ACC is an accuracy)", ""]

@@ -54,9 +54,33 @@ def test_a_sequence_trains_one_model_task_after_task_and_reports_the_matrix(runn
     assert row.split(" | ")[4].startswith(f"{100 * acc:.1f} ± ") and "Field required" not in readme
 
 
-def test_a_sequence_refuses_a_regime_with_a_head_per_task_in_one_line(runner, tmp_path):
-    result = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", "--regimes", "full", "--k", "1", "--out", str(tmp_path)])
+@pytest.mark.parametrize("regime", ["full", "lora"])
+def test_a_new_head_per_task_is_read_on_the_later_weights(runner, tmp_path, regime):
+    """Multi-head: each task keeps its head; after later tasks it reads the changed weights (lower triangle), no
+    entry before its task (FWT undefined); the first step is the single-task cell; adapters merged between steps."""
+    args = ["--regimes", regime, "--k", "1", "--seeds", "13", "--limit", "all", f"--{regime}-max-steps", "2",
+            f"--{regime}-learning-rates", "1e-2"]
+    out = tmp_path / "runs"
+    result = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *args, "--out", str(out)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = json.loads(next((out / "sequences").rglob("*.json")).read_text())
+    matrix = run["matrix"]
+    assert matrix[0][1] is None and None not in matrix[1] and run["fwt"] is None
+    assert [matrix[0][0], matrix[1][1]] == pytest.approx(run["step_accuracy"])
+    assert run["bwt"] == pytest.approx(matrix[1][0] - matrix[0][0])
+    single = runner.invoke(cli, ["eval", "--tasks", "toy", *args, "--out", str(tmp_path / "single")],
+                           catch_exceptions=False)
+    assert single.exit_code == 0, single.output
+    cell = json.loads(next((tmp_path / "single").rglob(f"{regime}_k1_seed13.json")).read_text())
+    assert matrix[0][0] == pytest.approx(cell["metrics"]["accuracy"])
+    assert "FWT — (no head before its task)" in result.output
+
+
+def test_a_sequence_refuses_a_regime_that_trains_no_backbone_in_one_line(runner, tmp_path):
+    result = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", "--regimes", "prompt-tuning", "--k", "1",
+                                 "--out", str(tmp_path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "--sequence: full cannot score a task it was not last trained on" in result.output
+    assert "--sequence: prompt-tuning cannot be trained task after task in one model" in result.output
     one = runner.invoke(cli, ["eval", "--sequence", "toy", "--regimes", "prompt-ft", "--k", "1", "--out", str(tmp_path)])
     assert "--sequence needs at least two tasks" in one.output

@@ -522,17 +522,20 @@ def continual_table(sequences: list[dict]) -> Table:
     for (order, regime, k), g in sorted(frame.groupby(["order", "regime", "k"]),
                                         key=lambda kv: (kv[0][0], regime_order(kv[0][1]), kv[0][2])):
         tasks = g["tasks"].iloc[0]
-        final = [np.mean([m[-1][i] for m in g["matrix"]]) for i in range(len(tasks))]
-        summary = [(f"{100 * g[name].mean():{'.1f' if name == 'acc' else '+.1f'}}"
-                    + (f" ± {100 * g[name].std(ddof=1):.1f}" if len(g) > 1 else ""), False)
-                   for name in ("acc", "bwt", "fwt")]
+        final = [np.mean([m[-1][i] for m in g["matrix"]]) for i in range(len(tasks))]  # every head exists by then
+        summary = []
+        for name in ("acc", "bwt", "fwt"):
+            values = pd.to_numeric(g[name]).dropna()  # FWT is None with a new head per task
+            summary.append(("—" if values.empty else f"{100 * values.mean():{'.1f' if name == 'acc' else '+.1f'}}"
+                            + (f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else ""), False))
         rows.append([(order, False), (regime, False), (str(k), False), (str(len(g)), False), *summary,
                      (", ".join(f"{t} {100 * a:.1f}" for t, a in zip(tasks, final)), False)])
     notes = ["One model trained on the tasks in order (harness eval --sequence). ACC: mean accuracy over the tasks "
              "after the last one (%); BWT: mean over the earlier tasks of (accuracy after the last task − accuracy "
              "right after training on it), FWT: mean over the later tasks of (accuracy before training on it − the "
              "untouched model's), in points (Lopez-Paz & Ranzato 2017); mean ± sample std over seeds. Each task is "
-             "scored with its first template, as zero-shot does."]
+             "scored with its first template: as zero-shot does for a regime that answers with the LM, with the "
+             "task's own head for a regime with a new head per task (whose FWT is not defined: —)."]
     return Table("Continual learning", ["sequence", "regime", "k", "seeds", "ACC %", "BWT", "FWT",
                                         "accuracy after the last task %"], rows, notes, key="continual")
 

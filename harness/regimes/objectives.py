@@ -126,6 +126,26 @@ class NewHead:
                 prepared.test_tokens / len(data.test))
 
 
+    def head_on(self, lm: Any, template: Template, trained: Any, settings: Any, examples: Any) -> list[Prediction]:
+        """The trained head on another causal LM's decoder (its own weights, e.g. after later training): the
+        examples rendered and read as in training, then the head's class probabilities."""
+        import torch
+
+        from harness.backbone import anatomy
+        from harness.models import autocast_for
+        from harness.regimes.classifier import SequenceClassifier, predict_logits
+        from harness.regimes.sources import PRETRAINED
+
+        texts = render_within(template, list(examples), lm.tokenizer, settings.max_tokens,
+                              context_tokens=lm.max_length)
+        inputs = [list(ids) for ids in lm.tokenizer(texts, truncation=True, max_length=settings.max_tokens)["input_ids"]]
+        decoder = anatomy(lm.model).decoder
+        classifier = SequenceClassifier(PRETRAINED.body(lm.model, decoder), decoder, trained.head, settings.pooling)
+        logits = predict_logits(classifier, inputs, lm.tokenizer.pad_token_id, lm.model.device, settings.batch_size,
+                                autocast_for(lm.model.device))
+        return [Prediction(id=x.id, gold=None, probs=tuple(p)) for x, p in zip(examples, torch.softmax(logits, -1).tolist())]
+
+
 class AnswerScores:
     """The classes' answer scores after the template, read off the trained causal LM itself."""
 

@@ -35,6 +35,9 @@ class RegimeRun:
     # what was trained (and undoes it on exit); None: the base model unchanged. The runner measures forgetting
     # (--forgetting) through it when the regime adapts the backbone.
     deployed: Callable[[Any], ContextManager[Any]] | None = None
+    # this cell's trained head read on another causal LM (examples -> predictions without gold), for a regime with a
+    # new head on a whole backbone; what --sequence scores an earlier task with after later tasks changed the weights
+    head_on: Callable[[Any, Any], list[Prediction]] | None = None
 
 
 class Regime(Protocol):

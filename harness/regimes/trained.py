@@ -90,5 +90,8 @@ class TrainedRegime:
                    "train_ids": [e.id for e in data.train], "dev_ids": [e.id for e in data.dev]}
         if prepared.probe is not None:
             details["selection"]["probe"] = {"C": prepared.probe.c, "dev_accuracy": prepared.probe.dev_accuracy}
+        head_on = None
+        if not objective.whole_lm and not source.reads_features:  # a new head on the whole backbone
+            head_on = lambda other, examples: objective.head_on(other, template, fit.model, settings, examples)  # noqa: E731
         return RegimeRun(predictions, cost, details,
-                         deployed=lambda model: source.deployed(model, module, objective.whole_lm))
+                         deployed=lambda model: source.deployed(model, module, objective.whole_lm), head_on=head_on)
