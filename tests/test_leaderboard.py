@@ -389,6 +389,19 @@ def test_the_selection_table_counts_the_flags(tmp_path):
     table = selection_table(collect([root]).cells, 4)
     row = next(r for r in table.rows if r[1][0] == "few-shot")
     assert row[table.header.index("a class never predicted")] == ("2 of 2", True)
+    assert row[table.header.index("a class with zero recall")] == ("2 of 2", True)  # HALF answers class 0 only
+
+
+def test_zero_recall_fires_on_a_class_predicted_but_never_right(tmp_path):
+    root = tmp_path / "runs"
+    # both classes predicted, but no example of class 1 predicted right: class 1 is predicted once, on a class-0 item
+    first_zero = GOLD.index(0)
+    preds = [1 if i == first_zero else 0 for i in range(len(GOLD))]
+    assert 1 in GOLD and set(preds) == {0, 1}
+    write_cell(root, "t1", "a", "head", 16, 13, preds)
+    write_cell(root, "t1", "a", "full", 16, 13, RIGHT)
+    cells = collect([root]).cells.set_index("regime")
+    assert cells.loc["head", "flag_zero_recall"] and not cells.loc["full", "flag_zero_recall"]
 
 
 def _with_shift(root, task, regime, seed, target, preds_on_target, gold_on_target):

@@ -128,6 +128,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "shift": _json_or_none(result.details.get("shift")),
         "forgetting": _json_or_none(result.details.get("forgetting")),
         "largest_class_share": _largest_class_share(predictions) if predictions and predictions.is_file() else None,
+        "flag_zero_recall": _zero_recall(predictions) if predictions and predictions.is_file() else False,
         **{f"cost_{k}": v for k, v in cost.items()},
         "config_hash": result.config_hash, "created_at": provenance.get("created_at") or "",
         "device": provenance.get("device"), "harness_version": (provenance.get("harness") or {}).get("version"),
@@ -253,6 +254,12 @@ def _largest_class_share(path: Path) -> float:
     """The share of a cell's predictions that go to its most predicted class (1.0: collapsed to one class)."""
     preds = load_predictions(str(path))["pred"]
     return float(preds.value_counts().iloc[0] / len(preds))
+
+
+def _zero_recall(path: Path) -> bool:
+    """Whether some class of the test set has no example predicted right (never predicted, or always wrong)."""
+    rows = load_predictions(str(path))
+    return bool((rows.assign(right=rows["gold"] == rows["pred"]).groupby("gold")["right"].sum() == 0).any())
 
 
 @lru_cache(maxsize=4096)

@@ -118,7 +118,8 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
 
 
 FLAGS = {"flag_first_evaluation": "best = first evaluation", "flag_cannot_stop": "early stopping could not stop",
-         "flag_not_searched": "one-value grid (not searched)", "flag_class_never_predicted": "a class never predicted"}
+         "flag_not_searched": "one-value grid (not searched)", "flag_class_never_predicted": "a class never predicted",
+         "flag_zero_recall": "a class with zero recall"}
 
 
 def selection_table(cells: pd.DataFrame, k: int) -> Table:
@@ -148,7 +149,8 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
              "or overfitting at once). Early stopping could not stop: the budget's dev cadence × (patience + 1) "
              "reaches its last step, so every run trained to the end whatever dev said. One-value grid: nothing "
              "was searched on that axis (its edge cannot be judged). A class never predicted: at least one class "
-             "got none of the test predictions. Prompting regimes are listed "
+             "got none of the test predictions; zero recall: at least one class had none of its test examples "
+             "predicted right (never predicted, or always wrong). Prompting regimes are listed "
              "only when flagged. Dev–test ρ: Spearman correlation between dev and test accuracy over the regime's "
              "cells (seeds × templates) — how far selecting on a dev set of k examples per class can be trusted "
              "(— with fewer than 3 cells or no spread)."]
