@@ -460,3 +460,16 @@ def test_provenance_counts_the_cells_of_each_harness_version(runs):
     cells = collect([runs]).cells
     footer = provenance(cells, [runs])
     assert f"harness: 0.1.0: {len(cells)} cells (abc)" in footer
+
+
+def test_the_template_table_shows_the_spread_of_every_regime_run_on_several_templates(tmp_path):
+    from harness.leaderboard.tables import template_table
+
+    root = tmp_path / "runs"
+    for seed in (13, 21):
+        write_cell(root, "t1", "a", "full", 16, seed, RIGHT, dev=0.9)
+        write_cell(root, "t1", "b", "full", 16, seed, HALF, dev=0.5)
+        write_cell(root, "t1", "a", "head", 16, seed, RIGHT, dev=0.9)  # one template: no spread to show
+    rows = {row[1][0]: row for row in template_table(collect([root]).cells, 16).rows}
+    assert set(rows) == {"full"}
+    assert rows["full"][4] == ("50.0", False) and rows["full"][6] == ("100.0", False)  # spread; dev picks "a"

@@ -648,11 +648,15 @@ def calibration_table(cells: pd.DataFrame, k: int) -> Table:
 
 
 def template_table(cells: pd.DataFrame, k: int) -> Table:
-    """Prompting regimes: spread across templates per task, and the dev-selected template's score."""
-    prompting = cells[cells["prompting"] & ((cells["k"] == k) | ~cells["seeded"])]
-    seeds = per_seed(prompting)
+    """Every regime that ran on several templates (and the prompting regimes, on however many): the spread across
+    templates per task, and the dev-selected template's score."""
+    at_k = cells[(cells["k"] == k) | ~cells["seeded"]]
+    spans = at_k.groupby(["task", "regime"])["template"].transform("nunique")
+    chosen_cells = at_k[at_k["prompting"] | (spans >= 2)]
+    seeds = per_seed(chosen_cells)
     rows = []
-    for (task, regime), g in sorted(prompting.groupby(["task", "regime"]), key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
+    for (task, regime), g in sorted(chosen_cells.groupby(["task", "regime"]),
+                                    key=lambda kv: (kv[0][0], regime_order(kv[0][1]))):
         by_template = g.groupby("template")["metric_accuracy"].mean()
         chosen = seeds[(seeds["task"] == task) & (seeds["regime"] == regime)]
         selected = chosen["accuracy"].mean() if (chosen["rule"] == "dev").all() else math.nan
@@ -663,7 +667,9 @@ def template_table(cells: pd.DataFrame, k: int) -> Table:
                      (f"{100 * selected:.1f}" if not math.isnan(selected) else "—", False)])
     notes = ["Accuracy (%) per template is the mean over seeds; spread = best − worst template. Dev-selected: "
              "each seed takes the template with the best accuracy on that seed's dev set (— when no dev scores)."]
-    return Table(f"Template sensitivity (prompting, k = {k})",
+    notes[0] += (" Listed: the prompting regimes, and every other regime whose cells span two templates or more "
+                 "(each seed's template is chosen on dev for the other tables too).")
+    return Table(f"Template sensitivity (k = {k})",
                  ["task", "regime", "templates", "mean", "spread", "per template", "dev-selected"], rows, notes,
                  key="templates")
 
