@@ -22,6 +22,8 @@ COMMON = ["--regimes", "prompt-ft", "--k", "1", "--seeds", "13,21", "--limit", "
 
 def test_a_sequence_trains_one_model_task_after_task_and_reports_the_matrix(runner, tmp_path):
     out = tmp_path / "runs"
+    planned = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--out", str(out), "--dry-run"])
+    assert "2 sequence runs to compute, 0 found on disk" in planned.output and not out.exists()
     result = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--out", str(out)],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
