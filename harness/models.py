@@ -78,12 +78,25 @@ def free_cores() -> int:
         pass
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         cores = min(cores, max(1, int(os.environ["OMP_NUM_THREADS"])))
-    try:  # the last minute's load, and the tasks runnable right now (this one included)
-        fields = Path("/proc/loadavg").read_text().split()
-        busy = max(round(float(fields[0])), int(fields[3].split("/")[0]) - 1)
-    except (OSError, ValueError, IndexError):
-        busy = 0
-    return max(1, cores - busy)
+    return max(1, cores - busy_elsewhere())
+
+
+def busy_elsewhere(samples: int = 5, interval: float = 0.05) -> int:
+    """Tasks runnable besides this one, the most seen over a few samples (a compute-bound process is runnable at
+    nearly every sample). Not the minute's load average: it still counts a process that has just finished, and a
+    run started right after another would take half the cores."""
+    import time
+
+    seen = 0
+    for i in range(samples):
+        try:
+            fields = Path("/proc/loadavg").read_text().split()
+            seen = max(seen, int(fields[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(interval)
+    return seen
 
 
 def set_threads(threads: int | None) -> int:

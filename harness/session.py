@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TASKS = ("bbc_news",)
 DEFAULT_K = (16,)
-DEFAULT_SEEDS = (13, 21)
+DEFAULT_SEEDS = (13,)  # one seed keeps the default run within 5 min on a slow 2-core CPU: --seeds for variance
 DEFAULT_LIMIT = 200  # test examples of the default run, sized for the time budget on 2 CPU cores
 
 

@@ -10,7 +10,7 @@ LANE=${3:-all}
 export OMP_NUM_THREADS=1
 run() { local file=$1; shift; harness eval --config "leaderboard/run-files/cpu-0.5/$file.yaml" --data-dir "$DATA" --out "$RUNS" "$@"; }
 lane_a() { run prompting-probe; run agnews; }
-lane_b() { run whole-model; run whole-model --tasks agnews --limit 2000; }
+lane_b() { run whole-model; run whole-model --tasks agnews --limit 2000; run lp-ft; run lp-ft --tasks agnews --limit 2000; }
 case "$LANE" in
   a) lane_a ;;
   b) lane_b ;;

@@ -102,3 +102,15 @@ def test_threads_are_the_free_cores_never_more(monkeypatch):
     assert models.free_cores() == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert 1 <= models.free_cores() <= len(__import__("os").sched_getaffinity(0))
+
+
+def test_a_process_that_just_finished_does_not_take_a_core(monkeypatch, tmp_path):
+    """The minute's load average still counts a finished process; the runnable count does not."""
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.90 1.20 0.80 1/180 4242\n")  # high load, nothing runnable but this process
+    real = models.Path
+
+    monkeypatch.setattr(models, "Path", lambda p: real(loadavg) if p == "/proc/loadavg" else real(p))
+    assert models.busy_elsewhere(samples=2, interval=0) == 0
+    loadavg.write_text("1.90 1.20 0.80 3/180 4242\n")  # two others runnable now
+    assert models.busy_elsewhere(samples=2, interval=0) == 2
