@@ -43,6 +43,7 @@ class SequenceRun:
     matrix: list[list[float | None]]  # R[j][i]: after training on tasks[j], accuracy on tasks[i] (None: no head yet)
     untouched: list[float]  # b_i: the pretrained model's accuracy on tasks[i]
     step_accuracy: list[float] = field(default_factory=list)  # each step's own cell, as its regime predicted it
+    config: dict[str, Any] = field(default_factory=dict)  # what determines its numbers: a rerun must match it
 
     @property
     def acc(self) -> float:
@@ -62,7 +63,7 @@ class SequenceRun:
 
     def as_json(self) -> dict[str, Any]:
         return {"regime": self.regime, "k": self.k, "seed": self.seed, "tasks": self.tasks, "matrix": self.matrix,
-                "untouched": self.untouched, "step_accuracy": self.step_accuracy,
+                "untouched": self.untouched, "step_accuracy": self.step_accuracy, "config": self.config,
                 "acc": self.acc, "bwt": self.bwt, "fwt": self.fwt}
 
 
@@ -86,9 +87,13 @@ def run_sequences(session: Any, progress: bool = False,
     tasks = list(session.config.sequence)
     runs, untouched = [], None
     for name, settings, first, path in planned_sequences(session):
+        config = _determining(session, settings)
         if path.is_file() and not session.config.overwrite:
             runs.append(SequenceRun(**{key: value for key, value in json.loads(path.read_text()).items()
                                        if key not in ("acc", "bwt", "fwt")}))
+            if runs[-1].config != config:
+                raise HarnessError(f"{path}: holds a sequence run of another configuration; use --overwrite or "
+                                   "another --out")
             if on_run:
                 on_run(runs[-1], "skipped")
             continue
@@ -96,10 +101,20 @@ def run_sequences(session: Any, progress: bool = False,
         untouched = untouched or [_accuracy(lm, session.data[t], settings.batch_size) for t in tasks]
         runs.append(_train_through(session, session.plan.regimes[name], settings, first.label, first.k, first.seed,
                                    tasks, untouched, progress))
+        runs[-1].config = config
         write_atomic(path, json.dumps(runs[-1].as_json(), indent=1) + "\n")
         if on_run:
             on_run(runs[-1], "computed")
     return runs
+
+
+def _determining(session: Any, settings: Any) -> dict[str, Any]:
+    """The settings (as hashed) and each task's template and test set: a finished run is reused only if equal."""
+    from harness.regimes.options import hashed
+
+    return {"settings": json.loads(json.dumps(hashed(settings))), "device": session.plan.device.kind,
+            "tasks": {t: {"template": session.data[t].templates[0].sha256, "test_sha256": session.data[t].test_sha256}
+                      for t in session.config.sequence}}
 
 
 def planned_sequences(session: Any) -> list[tuple[str, Any, Cell, Path]]:

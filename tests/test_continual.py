@@ -46,6 +46,9 @@ def test_a_sequence_trains_one_model_task_after_task_and_reports_the_matrix(runn
         assert run["acc"] == pytest.approx((matrix[1][0] + matrix[1][1]) / 2)
     again = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--out", str(out)])
     assert "0 sequence runs computed, 2 on disk" in again.output  # resumable
+    other = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--prompt-ft-max-steps", "3",
+                                "--out", str(out)])
+    assert other.exit_code == 2 and "holds a sequence run of another configuration" in other.output
     # the leaderboard reads the sequence runs beside the cells (and never as cells)
     runner.invoke(cli, ["eval", "--tasks", "toy", *COMMON, "--out", str(out)], catch_exceptions=False)
     built = runner.invoke(cli, ["leaderboard", str(out), "--out", str(tmp_path / "lb"), "--k", "1"])
