@@ -61,8 +61,8 @@ def _run_sequences(session: Session, report: RunReport, progress: bool, dry_run:
     from harness.continual import planned_sequences, run_sequences, sequence_table
 
     if dry_run:
-        report.planned = sum(not path.is_file() or session.config.overwrite
-                             for *_, path in planned_sequences(session))
+        waiting = [not path.is_file() or session.config.overwrite for *_, path in planned_sequences(session)]
+        report.planned, report.skipped = sum(waiting), len(waiting) - sum(waiting)
         return report
 
     def count(run: Any, how: str) -> None:
