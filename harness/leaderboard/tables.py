@@ -501,7 +501,7 @@ def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
         zero = tuple(_mean_known([side["zero_shot_change"] for side in sides]) for sides in zip(*pairs))[::-1]
         rows.append([(task, False), (regime, False), (mitigation, False), (str(len(pairs)), False),
                      (f"{100 * gained.mean():+.1f}", False), (interval, False),
-                     (f"{nll[0]:+.4f} → {nll[1]:+.4f}", nll[1] < nll[0]),
+                     (f"{nll[0]:+.4f} → {nll[1]:+.4f}", round(nll[1], 4) < round(nll[0], 4)),
                      ("—" if math.isnan(zero[0]) else f"{100 * zero[0]:+.1f} → {100 * zero[1]:+.1f}", False)])
     notes = [f"k = {k}. Each mitigated cell paired with the same regime's unmitigated cell of the same seed and "
              "template. Accuracy Δ = mitigated − unmitigated (points), with a t interval over the pairs (— below two "

@@ -10,4 +10,4 @@ P=leaderboard/studies/spectrum
 export OMP_NUM_THREADS=1
 run() { harness eval --config "$P/$1.yaml" --data-dir "$DATA" --out "$RUNS"; }
 (run spectrum) & (run mitigations; run continual) & wait
-harness leaderboard "$RUNS" --out "$P" --k 16
+harness leaderboard "$RUNS" --out "$P/tables" --k 16
