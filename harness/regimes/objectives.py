@@ -138,7 +138,7 @@ class NewHead:
 
         texts = render_within(template, list(examples), lm.tokenizer, settings.max_tokens,
                               context_tokens=lm.max_length)
-        inputs = [list(ids) for ids in lm.tokenizer(texts, truncation=True, max_length=settings.max_tokens)["input_ids"]]
+        inputs = PRETRAINED.encode(lm, None, texts, settings, False)  # as the head's training inputs were
         decoder = anatomy(lm.model).decoder
         classifier = SequenceClassifier(PRETRAINED.body(lm.model, decoder), decoder, trained.head, settings.pooling)
         logits = predict_logits(classifier, inputs, lm.tokenizer.pad_token_id, lm.model.device, settings.batch_size,
@@ -156,15 +156,11 @@ class AnswerScores:
         import torch
 
         from harness.models import autocast_for
-        from harness.regimes.answer_scores import batch_answers, encode_answers, score_answers
+        from harness.regimes.answer_scores import batch_answers, score_answers
 
         tokenizer, device = lm.tokenizer, lm.model.device
-        choices = tuple(answers(template))
-        longest = max(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
-        inputs = {split: [encode_answers(tokenizer, text, choices, settings.max_tokens)
-                          for text in render_within(template, examples, tokenizer, settings.max_tokens, longest,
-                                                    lm.max_length)]
-                  for split, examples in (("train", data.train), ("dev", data.dev), ("test", data.test))}
+        inputs = {split: self._encoded(lm, template, examples, settings)
+                  for split, examples in (("train", data.train), ("dev", data.dev))}
         labels = {"train": [e.label for e in data.train], "dev": [e.label for e in data.dev]}
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -176,6 +172,17 @@ class AnswerScores:
                         lambda model: score_answers(model, inputs["dev"], pad, device, settings.batch_size,
                                                     autocast_for(device)),
                         torch.tensor(labels["dev"], device=device))
+
+    @staticmethod
+    def _encoded(lm: Any, template: Template, examples: Any, settings: Any) -> list[Any]:
+        """Each example's rows that score every answer after its rendered prompt (cut to fit the longest answer)."""
+        from harness.regimes.answer_scores import encode_answers
+
+        choices = tuple(answers(template))
+        longest = max(len(lm.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+        return [encode_answers(lm.tokenizer, text, choices, settings.max_tokens)
+                for text in render_within(template, examples, lm.tokenizer, settings.max_tokens, longest,
+                                          lm.max_length)]
 
     def wrap(self, lm: Any, source: Any, module: Any, prepared: Prepared, template: Template, settings: Any,
              classes: int) -> tuple[Any, list[dict[str, Any]]]:
@@ -200,10 +207,11 @@ class AnswerScores:
 
         if trained.virtual_tokens:  # the soft prompt lives in the scorer's forward: the test inputs go through it
             pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-            scores = score_answers(trained, prepared.inputs["test"], pad, lm.model.device, settings.batch_size,
+            test = self._encoded(lm, template, data.test, settings)
+            scores = score_answers(trained, test, pad, lm.model.device, settings.batch_size,
                                    autocast_for(lm.model.device))
             probs = torch.softmax(scores, -1).tolist()
-            tokens = sum(len(r) for s in prepared.inputs["test"] for r in s.rows) / len(data.test)
+            tokens = sum(len(r) for s in test for r in s.rows) / len(data.test)
             return ([Prediction(id=x.id, gold=None, probs=tuple(p), scores=tuple(s))
                      for x, p, s in zip(data.test, probs, scores.tolist())], tokens + trained.virtual_tokens)
         run = predict_prompting(trained.modules_trained.eval(), lm.tokenizer, lm.max_length, template, data.test, (),
