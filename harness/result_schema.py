@@ -201,7 +201,8 @@ def check_result(raw: Any) -> None:
         parsed = ResultModel.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "the file"
+        # a key is the file's own text: written as repr where it is not a plain name, so the line stays one line
+        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in error["loc"]) or "the file"
         shown = repr(error.get("input"))
         raise ValueError(f"field {where}: {error['msg']} (got {shown[:40] + '...' if len(shown) > 40 else shown})") \
             from None
