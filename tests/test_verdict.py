@@ -107,6 +107,20 @@ def test_a_verdict_over_an_incomplete_set_of_regimes_recommends_none(runs):
     assert "incomplete" not in lines["**t1"]
 
 
+def test_a_required_regime_that_ran_nowhere_makes_every_verdict_incomplete(runs, tmp_path):
+    """Runs holding only the cheap regimes must not crown one of them: --require names what a verdict needs."""
+    cells = collect([runs]).cells
+    (line,) = verdict_lines(cells, [4], required=["head", "lora"])
+    assert "**incomplete**: lora did not run here" in line
+    result = CliRunner().invoke(cli, ["leaderboard", str(runs), "--out", str(tmp_path / "page"), "--k", "4",
+                                      "--require", "lora,prompt-ft"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "page" / "README.md").read_text()
+    assert "**incomplete**: prompt-ft, lora did not run here" in page and "every one of lora, prompt-ft" in page
+    bad = CliRunner().invoke(cli, ["leaderboard", str(runs), "--out", str(tmp_path / "bad"), "--require", "lorra"])
+    assert bad.exit_code != 0 and "unknown regime 'lorra'" in bad.output and "Traceback" not in bad.output
+
+
 def _crossed(rng, seeds, items, mean, seed_sd, item_sd, noise_sd):
     return (mean + rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, item_sd, (1, items))
             + rng.normal(0, noise_sd, (seeds, items)))

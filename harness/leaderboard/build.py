@@ -26,10 +26,16 @@ class Built:
 
 
 def build(run_dirs: Sequence[str | Path], out: Path, headline_k: int = 16, group_by: str | None = None,
-          notes: Path | None = None) -> Built:
-    """Collect the cells, make every table and plot, and write them under `out`."""
+          notes: Path | None = None, required: Sequence[str] = ()) -> Built:
+    """Collect the cells, make every table and plot, and write them under `out`. `required`: regimes every
+    verdict needs (a task where one did not run is incomplete), beside those the runs hold."""
     if out.exists() and not out.is_dir():
         raise HarnessError(f"--out {out}: is a file, not a folder")
+    if required:
+        from harness.regimes import get_regime  # imports torch: only when asked
+
+        for name in required:
+            get_regime(name)
     collected = collect(run_dirs)
     cells, problems = collected.cells, list(collected.problems)
     models = cells["model"].value_counts()
@@ -52,7 +58,7 @@ def build(run_dirs: Sequence[str | Path], out: Path, headline_k: int = 16, group
         sections.append(("", [continual], []))
     intro = notes.read_text(encoding="utf-8") if notes else ""
     footer = provenance(cells, run_dirs)
-    verdict = _verdict(cells, headline_k)
+    verdict = _verdict(cells, headline_k, required)
     intro = verdict + ("\n" + intro.strip() if intro else "")
     readme = ["# Leaderboard", "", intro.strip(), ""]
     for suffix, model_tables, model_images in sections:
@@ -103,12 +109,13 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     return made, images
 
 
-def _verdict(cells: pd.DataFrame, k: int) -> str:
+def _verdict(cells: pd.DataFrame, k: int, required: Sequence[str] = ()) -> str:
     """The verdict section: per model, task and the headline k, the regime to use, from the numbers alone."""
 
     parts = ["## Verdict", "",
              f"Written from the tables by `harness verdict` (k = {k}), by these rules. A regime is recommended only "
-             "when every regime these runs hold ran on that task and k; otherwise the task is **incomplete** and the "
+             "when every regime these runs hold" + (f" and every one of {', '.join(required)}" if required else "")
+             + " ran on that task and k; otherwise the task is **incomplete** and the "
              "missing regimes are named. A win is **clear** only when the best regime's difference to the runner-up "
              "is significant after Holm's correction over the task's comparisons (α = 0.05), by a t test for the "
              "crossed design (every seed scores the same test items: two-way random-effects ANOVA of seeds × items, "
@@ -118,7 +125,8 @@ def _verdict(cells: pd.DataFrame, k: int) -> str:
              "measured out of sample (the pick chosen on the first half of the seeds, measured on the rest), "
              "against the winner's curse.", ""]
     for model, group in cells.groupby("model"):
-        lines = verdict_lines(group, [k], crossover=tables.crossover_points(tables.learning_curves(group)))
+        lines = verdict_lines(group, [k], crossover=tables.crossover_points(tables.learning_curves(group)),
+                              required=required)
         if cells["model"].nunique() > 1:
             parts += [f"*{model}*", ""]
         parts += [f"- {line}" for line in lines] or ["- No task has two regimes with per-example predictions."]

@@ -22,6 +22,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,8 +134,9 @@ def regime_costs(cells: pd.DataFrame, task: str, k: int) -> dict[str, dict[str, 
 
 
 def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: float | None = None,
-                  crossover: dict[tuple[str, str], str] | None = None) -> list[str]:
-    """One paragraph per task and k, written from the comparison and the costs alone."""
+                  crossover: dict[tuple[str, str], str] | None = None, required: Sequence[str] = ()) -> list[str]:
+    """One paragraph per task and k, written from the comparison and the costs alone. `required`: regimes (base
+    names) the verdict needs beside those the cells hold; a task where one did not run is incomplete."""
     lines = []
     for task in sorted(cells["task"].unique()):
         task_ks = sorted(k for k in cells.loc[(cells["task"] == task) & cells["seeded"], "k"].unique())
@@ -150,7 +152,9 @@ def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: fl
             if result is None or len(result.regimes) < 2:
                 continue
             at_k = allowed[(allowed["k"] == k) | ~allowed["seeded"]]
-            missing = sorted(set(at_k["regime"]) - set(result.regimes) - set(result.left_out), key=regime_order)
+            missing = set(at_k["regime"]) - set(result.regimes) - set(result.left_out)
+            compared = set(at_k.loc[at_k["regime"].isin(result.regimes), "base_regime"])
+            missing = sorted(missing | (set(required) - compared), key=regime_order)
             lines.append(_paragraph(result, costs, max_cost, crossover or {}, missing) + _equal_effort(at_k, result))
     return lines
 
