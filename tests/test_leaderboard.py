@@ -71,6 +71,7 @@ def test_mean_std_bold_and_baselines(runs):
     assert rows["zero-shot"][1][0].startswith("50.0 (1)")  # one run: no std to show
     assert rows["majority"][1][0] == "50.0" and rows["random"][1][0] == "50.0"
     assert any("p = " in note for note in table.notes)
+    assert any("with 2 seeds no p is below 0.5" in note for note in table.notes)  # 2 / 2^2, from the seeds compared
 
 
 def test_p_values_below_a_thousandth_are_shown_as_a_bound():

@@ -44,6 +44,12 @@ def _p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
 
 
+def _sign_flip_floor(seed_counts: set[int]) -> str:
+    """'; with 5 seeds no p is below 0.0625': the exact two-sided sign-flip test's smallest p, 2 / 2^seeds."""
+    said = [f"{n} seeds no p is below {2 / 2 ** n:.3g}" for n in sorted(seed_counts) if n > 1]
+    return "; with " + ", with ".join(said) if said else ""
+
+
 def main_table(cells: pd.DataFrame, k: int) -> Table:
     """Regimes and baselines × tasks at the headline k: mean ± sample std over seeds, best bold, ties marked."""
     seeds = per_seed(cells)
@@ -55,11 +61,12 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
 
     rows, notes, pvalues = [], [], []
     best = {t: max((r for r in regimes if (t, r) in means), key=lambda r: means[(t, r)]) for t in tasks}
-    ties = {}
+    ties, seed_counts = {}, set()
     for t in tasks:
         comparison = compare(cells, t, k)
         if comparison is None:
             continue
+        seed_counts.add(len(comparison.seeds))
         for r in comparison.regimes:
             if r == comparison.best:
                 continue
@@ -103,7 +110,7 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         "design (every seed scores the same test items: the two-way random-effects ANOVA of seeds × items, "
         "Satterthwaite's degrees of freedom), which counts the variance of a new draw of k training examples and of "
         "a new test set. Beside it, a two-sided exact sign-flip test of the per-seed accuracy differences "
-        "(seed-level; with 5 seeds no p is below 0.0625).",
+        f"(seed-level{_sign_flip_floor(seed_counts)}).",
         "majority: always the most frequent class of the test examples used; random: expected accuracy of a "
         "uniform guess (1 / classes).",
         f"‡: in at least one seed one class takes ≥ {COLLAPSE:.0%} of the predictions (see Prediction balance).",
