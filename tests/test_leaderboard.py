@@ -474,3 +474,24 @@ def test_the_template_table_shows_the_spread_of_every_regime_run_on_several_temp
     rows = {row[1][0]: row for row in template_table(collect([root]).cells, 16).rows}
     assert set(rows) == {"full"}
     assert rows["full"][4] == ("50.0", False) and rows["full"][6] == ("100.0", False)  # spread; dev picks "a"
+
+
+def test_the_chat_table_pairs_each_chat_variant_with_its_plain_form(tmp_path):
+    from harness.leaderboard.chat import chat_table, plain_of
+
+    assert plain_of("zero-shot (chat)") == "zero-shot"
+    assert plain_of("few-shot (dev-prior-chat)") == "few-shot (dev-prior)"
+    assert plain_of("few-shot (dev-prior)") is None and plain_of("head") is None
+    root = tmp_path / "runs"
+    wrong = [1 - g for g in GOLD]
+    write_cell(root, "t1", "a", "zero-shot", 0, None, wrong)
+    write_cell(root, "t1", "a", "zero-shot", 0, None, GOLD, variant="chat")  # the chat form gets every item right
+    for seed in (13, 21, 42):
+        write_cell(root, "t1", "a", "few-shot", 16, seed, GOLD, variant="dev-prior")
+        write_cell(root, "t1", "a", "few-shot", 16, seed, GOLD, variant="dev-prior-chat")  # the same answers
+        write_cell(root, "t1", "a", "head", 16, seed, GOLD)
+    table = chat_table(collect([root]).cells, 16)
+    rows = {row[1][0]: [text for text, _ in row] for row in table.rows}
+    assert set(rows) == {"zero-shot", "few-shot (dev-prior)"}  # head has no chat form
+    assert rows["zero-shot"][2:7] == ["1", "10", "0.0", "100.0", "+100.0"] and rows["zero-shot"][-1] == "helps"
+    assert rows["few-shot (dev-prior)"][2] == "3" and rows["few-shot (dev-prior)"][-1] == "no difference shown"

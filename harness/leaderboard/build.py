@@ -9,7 +9,7 @@ from typing import Sequence
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.leaderboard import effort, plots, render, tables
+from harness.leaderboard import chat, effort, plots, render, tables
 from harness.leaderboard.collect import collect
 from harness.leaderboard.verdict import compare, model_lines, verdict_lines
 from harness.results import write_atomic
@@ -91,6 +91,7 @@ def _tables_and_plots(cells: pd.DataFrame, k: int, out: Path, suffix: str, model
     made = [tables.main_table(cells, k), tables.balance_table(cells, k), tables.selection_table(cells, k),
             tables.crossover_table(curves), tables.transfer_table(cells), tables.freezing_table(cells, k),
             tables.shift_table(cells, k), tables.forgetting_table(cells, k), tables.mitigation_table(cells, k),
+            chat.chat_table(cells, k),
             tables.cost_table(cells, k), effort.effort_table(cells, k),
             tables.calibration_table(cells, k), tables.template_table(cells, k)]
     for table in made:

@@ -9,4 +9,5 @@ for task in sst2:lmbff agnews:topic trec:answer_type; do
   harness eval --config leaderboard/studies/chat/run.yaml --tasks "${task%%:*}" --templates "${task##*:}" \
     --data-dir "$DATA" --out "$RUNS"
 done
-harness leaderboard leaderboard/runs-0.4-cpu "$RUNS" --out leaderboard/studies/chat --k 16 --group-by model
+harness leaderboard leaderboard/runs-0.4-cpu "$RUNS" --out leaderboard/studies/chat --k 16 --group-by model \
+  --notes leaderboard/studies/chat/NOTES.md
