@@ -92,8 +92,8 @@ def _report_cell(cell: Any, result: Any, how: str) -> None:
 @click.option("--group-by", type=click.Choice(["model"]), default=None, help="One table per model.")
 @click.option("--notes", type=click.Path(exists=True, path_type=Path), default=None,
               help="Markdown put at the top of README.md (what the numbers show).")
-@click.option("--require", default=None, callback=flags.names, help="Comma-separated regimes a verdict needs: a task where one did not run "
-              "is 'incomplete' (default: the regimes these runs hold).")
+@click.option("--require", default=None, callback=flags.names, help="Comma-separated regimes a verdict needs: a "
+              "task where one did not run is 'incomplete' (default: the regimes these runs hold).")
 def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, headline_k: int, group_by: str | None,
                         notes: Path | None, require: list[str] | None) -> None:
     """Build tables, plots, CSV, LaTeX and an HTML page from result folders."""
