@@ -74,6 +74,14 @@ def test_mean_std_bold_and_baselines(runs):
     assert any("with 2 seeds no p is below 0.5" in note for note in table.notes)  # 2 / 2^2, from the seeds compared
 
 
+def test_a_regime_on_other_seeds_is_never_bold_however_high(runs):
+    write_cell(runs, "t1", "a", "lora", 16, 99, RIGHT)  # 100 % on a seed no other regime ran
+    table = main_table(collect([runs]).cells, 16)
+    rows = {row[0][0]: row for row in table.rows}
+    assert rows["lora"][1] == ("100.0 (1)", False) and rows["few-shot"][1][1] is True
+    assert any("lora is not compared" in note for note in table.notes)
+
+
 def test_p_values_below_a_thousandth_are_shown_as_a_bound():
     assert _p_text(0.0001) == "p < 0.001" and _p_text(0.0928) == "p = 0.0928" and _p_text(0.001) == "p = 0.001"
 

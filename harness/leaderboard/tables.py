@@ -67,6 +67,9 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         if comparison is None:
             continue
         seed_counts.add(len(comparison.seeds))
+        best[t] = comparison.best  # the best of the regimes compared on the same seeds and items
+        notes += [f"{t}: {r} is not compared ({why}), so it is not bold however high its mean."
+                  for r, why in sorted(comparison.left_out.items())]
         for r in comparison.regimes:
             if r == comparison.best:
                 continue
@@ -105,7 +108,8 @@ def main_table(cells: pd.DataFrame, k: int) -> Table:
         "no templates and so draws nothing, has no std). Where a task has several templates, each seed's "
         "template is the one with the best dev accuracy, then the lowest dev loss, then the first by name (else "
         "the mean over templates).",
-        "Bold: best regime per task. †: not distinguishable from the best: its difference to the best is not "
+        "Bold: best regime per task among those compared on the same seeds and items. †: not distinguishable "
+        "from the best: its difference to the best is not "
         "significant after Holm's correction over the task's comparisons (α = 0.05), by a t test for the crossed "
         "design (every seed scores the same test items: the two-way random-effects ANOVA of seeds × items, "
         "Satterthwaite's degrees of freedom), which counts the variance of a new draw of k training examples and of "
