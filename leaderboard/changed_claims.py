@@ -21,7 +21,7 @@ def main_means(run_dir: str, k: int, model: str) -> pd.DataFrame:
 
 
 def _cell(accuracy: float, seeds: int, n: int, templates: int) -> str:
-    runs = f"{seeds:.0f} seeds" if seeds else "1 run"  # an unseeded zero-shot
+    runs = f"{seeds:.0f} seed{'s' if seeds > 1 else ''}" if seeds else "1 run"  # an unseeded zero-shot
     return f"{100 * accuracy:.1f} ({runs} × {n:.0f} items, {templates:.0f} template{'s' if templates > 1 else ''})"
 
 
