@@ -87,13 +87,16 @@ def run_sequences(session: Any, progress: bool = False,
     tasks = list(session.config.sequence)
     runs, untouched = [], None
     for name, settings, first, path in planned_sequences(session):
-        config = _determining(session, settings)
+        config = _determining(session, name, settings, first)
         if path.is_file() and not session.config.overwrite:
             runs.append(SequenceRun(**{key: value for key, value in json.loads(path.read_text()).items()
                                        if key not in ("acc", "bwt", "fwt")}))
             if runs[-1].config != config:
-                raise HarnessError(f"{path}: holds a sequence run of another configuration; use --overwrite or "
-                                   "another --out")
+                from harness.session import differences
+
+                raise HarnessError(f"{path}: holds a sequence run of another configuration "
+                                   f"({differences(runs[-1].config, config) or 'none recorded'}); use --overwrite "
+                                   "or another --out")
             if on_run:
                 on_run(runs[-1], "skipped")
             continue
@@ -108,13 +111,13 @@ def run_sequences(session: Any, progress: bool = False,
     return runs
 
 
-def _determining(session: Any, settings: Any) -> dict[str, Any]:
-    """The settings (as hashed) and each task's template and test set: a finished run is reused only if equal."""
-    from harness.regimes.options import hashed
-
-    return {"settings": json.loads(json.dumps(hashed(settings))), "device": session.plan.device.kind,
-            "tasks": {t: {"template": session.data[t].templates[0].sha256, "test_sha256": session.data[t].test_sha256}
-                      for t in session.config.sequence}}
+def _determining(session: Any, name: str, settings: Any, first: Cell) -> dict[str, Any]:
+    """Per task, what determines its step's numbers, as for a cell of that task (settings, device and dtype, model,
+    template and test set): a finished run is reused only if every step's is equal."""
+    regime = session.plan.regimes[name]
+    return {t: session.resolved(session.data[t], Cell(t, session.data[t].templates[0].name, name, first.k, first.seed,
+                                                      regime.variant(settings)))["determining"]
+            for t in session.config.sequence}
 
 
 def planned_sequences(session: Any) -> list[tuple[str, Any, Cell, Path]]:

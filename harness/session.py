@@ -131,7 +131,7 @@ class Session:
     def finished(self, d: _TaskData, cell: Cell) -> CellResult | None:
         """The cell's finished result on disk, when it is this configuration's and has what this run measures."""
         regime = self.plan.regimes[cell.regime]
-        return _finished(self.paths(cell)[0], self._resolved(d, cell), self.config.overwrite,
+        return _finished(self.paths(cell)[0], self.resolved(d, cell), self.config.overwrite,
                          _extras(d, regime, self.probes))
 
     def compute(self, cell: Cell, progress: bool) -> Outcome:
@@ -139,7 +139,7 @@ class Session:
         d = self.data[cell.task]
         template = next(t for t in d.templates if t.name == cell.template)
         regime, settings = self.plan.regimes[cell.regime], self.plan.settings[cell.regime][cell.variant]
-        resolved = self._resolved(d, cell)
+        resolved = self.resolved(d, cell)
         self.load()
         try:
             result, predictions, shifted = run_cell(regime, settings, self.lm, self.shared, d.task, template, cell,
@@ -152,7 +152,8 @@ class Session:
         regime, settings = self.plan.regimes[cell.regime], self.plan.settings[cell.regime][cell.variant]
         return draw_for(cell, regime, settings, len(d.templates), d.train, d.validation, d.task)
 
-    def _resolved(self, d: _TaskData, cell: Cell) -> dict[str, Any]:
+    def resolved(self, d: _TaskData, cell: Cell) -> dict[str, Any]:
+        """What determines the cell's numbers (its hash and the dict hashed), and how the run was invoked."""
         template = next(t for t in d.templates if t.name == cell.template)
         return _resolved_config(self.config, d, template, cell, self.plan)
 
@@ -205,18 +206,18 @@ def _check_same_config(path: Path, existing: CellResult, resolved: dict[str, Any
     # settings at their default are not hashed: name them by their recorded values, not as missing
     hashed_keys = set(old["settings"]) | set(new["settings"])
     recorded = existing.details.get("settings") or {}
-    changed = _differences({**old, "settings": {k: recorded.get(k, old["settings"].get(k)) for k in hashed_keys}},
+    changed = differences({**old, "settings": {k: recorded.get(k, old["settings"].get(k)) for k in hashed_keys}},
                            {**new, "settings": {k: resolved["settings"].get(k) for k in hashed_keys}})
     raise HarnessError(f"{path}: holds a result of another configuration ({changed}); use --overwrite or another --out")
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
     """'settings.max_steps 4 -> 5, device cuda -> cpu': what changed between two determining configs."""
     changed = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            inner = _differences(a, b, f"{prefix}{key}.")
+            inner = differences(a, b, f"{prefix}{key}.")
             changed += [inner] if inner else []
         elif a != b:
             changed.append(f"{prefix}{key} {a} -> {b}")

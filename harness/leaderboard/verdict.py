@@ -152,9 +152,9 @@ def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: fl
             if result is None or len(result.regimes) < 2:
                 continue
             at_k = allowed[(allowed["k"] == k) | ~allowed["seeded"]]
-            missing = set(at_k["regime"]) - set(result.regimes) - set(result.left_out)
             compared = set(at_k.loc[at_k["regime"].isin(result.regimes), "base_regime"])
-            missing = sorted(missing | (set(required) - compared), key=regime_order)
+            missing = sorted((set(at_k["regime"]) - set(result.regimes) - set(result.left_out))
+                             | (set(required) - compared), key=regime_order)
             lines.append(_paragraph(result, costs, max_cost, crossover or {}, missing) + _equal_effort(at_k, result))
     return lines
 
