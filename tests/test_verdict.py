@@ -72,6 +72,24 @@ def test_a_regime_on_other_seeds_is_left_out_and_said(runs):
     assert "lora" not in c.regimes and "lora" in c.left_out
 
 
+def test_ten_seed_and_five_seed_regimes_meet_on_the_shared_seeds_and_a_one_seed_run_is_left_out(tmp_path):
+    """Prompting and the probe run 10 seeds, the whole-model regimes 5: the comparison uses the 5 they share; a
+    regime that ran one seed is left out (not every regime cut to it), and a required one makes it incomplete."""
+    root, seeds = tmp_path / "runs", [13, 21, 42, 87, 100, 3, 5, 8, 34, 55]
+    for seed in seeds:
+        write_cell(root, "t3", "a", "head", 4, seed, WRONG1)
+        write_cell(root, "t3", "a", "few-shot", 4, seed, WRONG3)
+    for seed in seeds[:5]:
+        write_cell(root, "t3", "a", "full", 4, seed, GOLD)
+    write_cell(root, "t3", "a", "lora", 4, 13, GOLD)
+    cells = collect([root]).cells
+    c = compare(cells, "t3", 4)
+    assert c.seeds == sorted(seeds[:5]) and c.regimes == ["few-shot", "head", "full"] and "lora" in c.left_out
+    (line,) = verdict_lines(cells, [4], required=["lora", "prompt-ft"])
+    assert "**incomplete**: prompt-ft did not run here; lora ran on other or too few seeds" in line
+    assert line.startswith("**t3, k = 4** (5 seeds, 10 test examples)") and "Not compared: lora (seeds [13]" in line
+
+
 def test_verdict_sentences_and_cli(runs):
     cells = collect([runs]).cells
     (line,) = verdict_lines(cells, [4])

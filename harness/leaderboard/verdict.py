@@ -3,7 +3,7 @@ numbers.
 
 For one task at one k, every regime's per-example correctness is laid out as (seeds × test examples), each seed's
 dev-selected template, the same seeds and examples for every regime (a regime that draws nothing, as a zero-shot
-without a dev set, repeats its one run for every seed). Every seed scores the *same* items: the design is crossed,
+without a dev set, repeats its one run for every seed; the seeds are those the regimes share, `common_seeds`). Every seed scores the *same* items: the design is crossed,
 not nested. Each accuracy and each difference to the best gets a t interval from the two-way random-effects ANOVA
 of that design (stats.crossed_interval: seed and item variance, Satterthwaite's degrees of freedom); the
 differences to the best are Holm-corrected as one family. "Best in x % of resamples" comes from a crossed bootstrap
@@ -12,7 +12,7 @@ sample: the best is chosen on the first half of the seeds and its margin measure
 seed-level sign-flip test, whose unit is the draw of k training examples. Nothing here imports torch.
 
 The rules, as the page states them: a regime is recommended only when every regime the run has elsewhere ran on
-that task and k ("incomplete" otherwise); a win is "clear" only when its Holm-corrected difference to the runner-up
+that task and k, on the compared seeds ("incomplete" otherwise); a win is "clear" only when its Holm-corrected difference to the runner-up
 excludes 0; otherwise the cheapest regime not distinguishable from the best is the pick, and the tie is said.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,6 +31,7 @@ from harness.leaderboard.seeds import correctness, per_seed, regime_order
 
 WITHIN = 0.01  # "as good": within one accuracy point of the best
 ALPHA = 0.05  # the family-wise error rate of a verdict's comparisons (Holm)
+MIN_SEEDS = 5  # a comparison keeps at least this many shared seeds (the whole-model regimes' minimum)
 
 
 @dataclass
@@ -71,7 +71,7 @@ def compare(cells: pd.DataFrame, task: str, k: int, seed: int = 0) -> Comparison
         return None
     seeded = rows[rows["seeded"]]
     sets = {r: frozenset(g["seed"]) for r, g in seeded.groupby("regime")}
-    common = Counter(sets.values()).most_common(1)[0][0] if sets else frozenset({0})
+    common = common_seeds(sets)
     left_out, columns = {}, {}
     for regime, g in rows.groupby("regime"):
         if g["seeded"].all() and not common <= sets[regime]:
@@ -104,6 +104,22 @@ def compare(cells: pd.DataFrame, task: str, k: int, seed: int = 0) -> Comparison
     return Comparison(task, k, sorted(int(s) for s in common), len(ids), regimes, accuracy, best, difference,
                       probability, seed_p, left_out, corrected_p=corrected, holdout=_holdout(scores, regimes),
                       corrected=intervals)
+
+
+def common_seeds(sets: dict[str, frozenset]) -> frozenset:
+    """The seeds a comparison uses: the largest regimes' seeds first, narrowed by each further regime's as long as
+    at least MIN_SEEDS remain (or as many as the largest regime has, when it has fewer): 10-seed prompting and
+    5-seed fine-tuning meet on the 5 shared seeds, while a regime that ran one seed is left out, not the rest cut
+    to it."""
+    if not sets:
+        return frozenset({0})
+    floor = min(MIN_SEEDS, max(len(s) for s in sets.values()))
+    common = None
+    for regime in sorted(sets, key=lambda r: (-len(sets[r]), regime_order(r), r)):
+        narrowed = sets[regime] if common is None else common & sets[regime]
+        if len(narrowed) >= floor:
+            common = narrowed
+    return common
 
 
 def _holdout(scores: np.ndarray, regimes: list[str]) -> tuple[str, str, float, float, float] | None:
@@ -155,7 +171,9 @@ def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: fl
             compared = set(at_k.loc[at_k["regime"].isin(result.regimes), "base_regime"])
             missing = sorted((set(at_k["regime"]) - set(result.regimes) - set(result.left_out))
                              | (set(required) - compared), key=regime_order)
-            lines.append(_paragraph(result, costs, max_cost, crossover or {}, missing) + _equal_effort(at_k, result))
+            ran = set(at_k.loc[at_k["regime"].isin(result.left_out), "base_regime"]) | set(result.left_out)
+            lines.append(_paragraph(result, costs, max_cost, crossover or {}, [r for r in missing if r not in ran],
+                                    [r for r in missing if r in ran]) + _equal_effort(at_k, result))
     return lines
 
 
@@ -180,7 +198,7 @@ def model_lines(cells: pd.DataFrame, k: int) -> list[str]:
 
 
 def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: float | None,
-               crossover: dict[tuple[str, str], str], missing: list[str]) -> str:
+               crossover: dict[tuple[str, str], str], missing: list[str], short: list[str]) -> str:
     acc = c.accuracy[c.best]
     runner = max((r for r in c.regimes if r != c.best), key=lambda r: c.accuracy[r][0])
     d = c.difference[runner]
@@ -190,9 +208,10 @@ def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: floa
     pick = min((r for r in tied if r in costs), key=lambda r: costs[r]["flops_1000"], default=c.best)
     head = (f"**{c.task}, k = {c.k}** ({len(c.seeds)} seeds, {c.examples} test examples"
             + (f", regimes costing at most {max_cost:.2g} FLOPs" if max_cost is not None else "") + "): ")
-    if missing:
-        head += (f"**incomplete**: {', '.join(missing)} did not run here, so no regime is recommended; among those "
-                 f"that ran, ")
+    if missing or short:
+        why = ([f"{', '.join(missing)} did not run here"] if missing else []) + (
+            [f"{', '.join(short)} ran on other or too few seeds"] if short else [])
+        head += f"**incomplete**: {'; '.join(why)}, so no regime is recommended; among those compared, "
     elif clear:
         head += f"**clear**: use **{c.best}**; "
     else:
