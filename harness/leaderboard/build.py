@@ -11,7 +11,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.leaderboard import chat, effort, plots, render, tables
 from harness.leaderboard.collect import collect
-from harness.leaderboard.verdict import compare, model_lines, verdict_lines
+from harness.leaderboard.verdict import MIN_SEEDS, compare, model_lines, verdict_lines
 from harness.results import write_atomic
 
 
@@ -116,8 +116,8 @@ def _verdict(cells: pd.DataFrame, k: int, required: Sequence[str] = ()) -> str:
     parts = ["## Verdict", "",
              f"Written from the tables by `harness verdict` (k = {k}), by these rules. A regime is recommended only "
              "when every regime these runs hold" + (f" and every one of {', '.join(required)}" if required else "")
-             + " ran on that task and k; otherwise the task is **incomplete** and the "
-             "missing regimes are named. A win is **clear** only when the best regime's difference to the runner-up "
+             + f" ran on that task and k, on the seeds they share (at least {MIN_SEEDS}, or all a smaller run has); "
+             "otherwise the task is **incomplete** and the missing regimes are named. A win is **clear** only when the best regime's difference to the runner-up "
              "is significant after Holm's correction over the task's comparisons (α = 0.05), by a t test for the "
              "crossed design (every seed scores the same test items: two-way random-effects ANOVA of seeds × items, "
              "Satterthwaite's degrees of freedom); otherwise it is a **tie — pick the cheaper**: the cheapest regime "
