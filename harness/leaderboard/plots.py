@@ -91,7 +91,7 @@ def forest_plots(comparisons: list, out: Path) -> list[Path]:
             ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", color=color, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(others)), others)
-        ax.set_xlabel(f"difference to {c.best} (points; Holm-corrected crossed t interval)")
+        ax.set_xlabel(f"difference to {c.best} (points)\nHolm-corrected crossed t interval")
         ax.set_title(f"{c.task}, k = {c.k}: against the best ({c.best})")
         fig.tight_layout()
         written.append(_save(fig, out / f"forest_{c.task}"))
