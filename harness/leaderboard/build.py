@@ -117,7 +117,8 @@ def _verdict(cells: pd.DataFrame, k: int, required: Sequence[str] = ()) -> str:
              f"Written from the tables by `harness verdict` (k = {k}), by these rules. A regime is recommended only "
              "when every regime these runs hold" + (f" and every one of {', '.join(required)}" if required else "")
              + f" ran on that task and k, on the seeds they share (at least {MIN_SEEDS}, or all a smaller run has); "
-             "otherwise the task is **incomplete** and the missing regimes are named. A win is **clear** only when the best regime's difference to the runner-up "
+             "otherwise the task is **incomplete** and the missing regimes are named. A win is **clear** only when "
+             "the best regime's difference to the runner-up "
              "is significant after Holm's correction over the task's comparisons (α = 0.05), by a t test for the "
              "crossed design (every seed scores the same test items: two-way random-effects ANOVA of seeds × items, "
              "Satterthwaite's degrees of freedom); otherwise it is a **tie — pick the cheaper**: the cheapest regime "

@@ -3,17 +3,19 @@ numbers.
 
 For one task at one k, every regime's per-example correctness is laid out as (seeds × test examples), each seed's
 dev-selected template, the same seeds and examples for every regime (a regime that draws nothing, as a zero-shot
-without a dev set, repeats its one run for every seed; the seeds are those the regimes share, `common_seeds`). Every seed scores the *same* items: the design is crossed,
-not nested. Each accuracy and each difference to the best gets a t interval from the two-way random-effects ANOVA
-of that design (stats.crossed_interval: seed and item variance, Satterthwaite's degrees of freedom); the
-differences to the best are Holm-corrected as one family. "Best in x % of resamples" comes from a crossed bootstrap
-(seeds and items drawn independently, items shared by every seed). The pick's margin is also measured out of
-sample: the best is chosen on the first half of the seeds and its margin measured on the others. Beside it the
-seed-level sign-flip test, whose unit is the draw of k training examples. Nothing here imports torch.
+without a dev set, repeats its one run for every seed; the seeds are those the regimes share, `common_seeds`). Every
+seed scores the *same* items: the design is crossed, not nested. Each accuracy and each difference to the best gets a
+t interval from the two-way random-effects ANOVA of that design (stats.crossed_interval: seed and item variance,
+Satterthwaite's degrees of freedom); the differences to the best are Holm-corrected as one family. "Best in x % of
+resamples" comes from a crossed bootstrap (seeds and items drawn independently, items shared by every seed). The
+pick's margin is also measured out of sample: the best is chosen on the first half of the seeds and its margin
+measured on the others. Beside it the seed-level sign-flip test, whose unit is the draw of k training examples.
+Nothing here imports torch.
 
 The rules, as the page states them: a regime is recommended only when every regime the run has elsewhere ran on
-that task and k, on the compared seeds ("incomplete" otherwise); a win is "clear" only when its Holm-corrected difference to the runner-up
-excludes 0; otherwise the cheapest regime not distinguishable from the best is the pick, and the tie is said.
+that task and k, on the compared seeds ("incomplete" otherwise); a win is "clear" only when its Holm-corrected
+difference to the runner-up excludes 0; otherwise the cheapest regime not distinguishable from the best is the pick,
+and the tie is said.
 """
 
 from __future__ import annotations
