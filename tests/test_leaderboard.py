@@ -385,6 +385,19 @@ def test_every_selection_flag_fires(details, flag):
     assert not any(quiet.values())
 
 
+@pytest.mark.parametrize("details", [
+    {"settings": {"eval_every": 8, "patience": 2, "max_steps": 24, "min_steps": "0"}},  # found by the fuzz test
+    {"settings": {"eval_every": "8", "patience": 2, "max_steps": 24}},
+    {"selection": {"best_step": "8", "steps": 24, "history": [{"step": "8"}]}},
+    {"selection": {"best_step": 8, "steps": None, "history": ["step 8"]}},
+    {"selection": [1, 2], "settings": "fast", "predicted_distribution": [0.0, 1.0]},
+])
+def test_selection_flags_read_mistyped_records_as_no_flag(details):
+    from harness.leaderboard.collect import selection_flags
+
+    assert not any(selection_flags(details).values())
+
+
 def test_the_selection_table_counts_the_flags(tmp_path):
     from harness.leaderboard.tables import selection_table
 

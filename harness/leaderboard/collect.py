@@ -145,19 +145,31 @@ def selection_flags(details: dict[str, Any]) -> dict[str, bool]:
     best checkpoint at the first dev check of a run that went on; a budget whose cadence and patience leave early
     stopping no room (its earliest stop is the last step); a grid of one value (nothing was searched); a class the
     cell never predicted."""
-    selection, settings = details.get("selection") or {}, details.get("settings") or {}
-    history = selection.get("history") or []
-    first = bool(history) and selection.get("best_step") == history[0].get("step") and \
-        (selection.get("steps") or 0) > (selection.get("best_step") or 0)
-    numbers = [settings.get(k) for k in ("eval_every", "patience", "max_steps")]
-    cannot = all(isinstance(n, int) and not isinstance(n, bool) for n in numbers) and \
-        max(settings.get("min_steps") or 0, numbers[0] * (numbers[1] + 1)) >= numbers[2]
+    selection, settings = _section(details, "selection"), _section(details, "settings")
+    history = selection.get("history") if isinstance(selection.get("history"), list) else []
+    best, steps = _count(selection.get("best_step")), _count(selection.get("steps"))
+    first = bool(history) and isinstance(history[0], dict) and best is not None and \
+        best == history[0].get("step") and (steps or 0) > best
+    numbers = [_count(settings.get(k)) for k in ("eval_every", "patience", "max_steps")]
+    least = _count(settings.get("min_steps") or 0)
+    cannot = None not in numbers and least is not None and max(least, numbers[0] * (numbers[1] + 1)) >= numbers[2]
     grids = [settings.get(k) for k in ("learning_rates", "c_grid") if isinstance(settings.get(k), list)]
     searched = "history" in selection or "grid" in selection
-    distribution = details.get("predicted_distribution") or {}
+    distribution = _section(details, "predicted_distribution")
     return {"flag_first_evaluation": first, "flag_cannot_stop": bool(cannot),
             "flag_not_searched": searched and any(len(g) == 1 for g in grids),
             "flag_class_never_predicted": any(v == 0 for v in distribution.values())}
+
+
+def _section(details: dict[str, Any], key: str) -> dict[str, Any]:
+    """A recorded section that should be a mapping; {} when it is missing or was written as something else."""
+    value = details.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int | None:
+    """A recorded whole number (steps, patience), or None when it is missing or not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def dev_configurations(details: dict[str, Any]) -> list[float]:
