@@ -398,6 +398,13 @@ def test_selection_flags_read_mistyped_records_as_no_flag(details):
     assert not any(selection_flags(details).values())
 
 
+def test_dev_configurations_skip_mistyped_records():
+    from harness.leaderboard.collect import dev_configurations
+
+    assert dev_configurations({"selection": [1, 2], "demos_selection": "3"}) == []
+    assert dev_configurations({"selection": {"runs": ["x", {"history": [{"dev_accuracy": 0.5}, 3]}]}}) == [0.5]
+
+
 def test_the_selection_table_counts_the_flags(tmp_path):
     from harness.leaderboard.tables import selection_table
 

@@ -172,19 +172,24 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _mappings(value: Any) -> list[dict[str, Any]]:
+    """The mappings in a recorded list (a history, a grid); [] when it is missing or not a list."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def dev_configurations(details: dict[str, Any]) -> list[float]:
     """The dev accuracy of every configuration a cell's selection compared: each learning rate's every checkpoint
     (cells before harness 0.5 kept the chosen rate's alone), each C of a probe, each number of demos; [] when it
     recorded none."""
-    selection = details.get("selection") or {}
-    demos = details.get("demos_selection") or {}
-    if selection.get("runs"):
-        found = [h.get("dev_accuracy") for run in selection["runs"] for h in run.get("history") or []]
-    elif selection.get("history"):
-        found = [h.get("dev_accuracy") for h in selection["history"]]
-    elif selection.get("grid") and isinstance(selection["grid"][0], dict):
-        found = [g.get("dev_accuracy") for g in selection["grid"]]
-    elif isinstance(demos, dict) and isinstance(demos.get("dev_accuracy"), list):
+    selection, demos = _section(details, "selection"), _section(details, "demos_selection")
+    runs, history, grid = (_mappings(selection.get(key)) for key in ("runs", "history", "grid"))
+    if runs:
+        found = [h.get("dev_accuracy") for run in runs for h in _mappings(run.get("history"))]
+    elif history:
+        found = [h.get("dev_accuracy") for h in history]
+    elif grid:
+        found = [g.get("dev_accuracy") for g in grid]
+    elif isinstance(demos.get("dev_accuracy"), list):
         found = demos["dev_accuracy"]
     else:
         found = [selection.get("dev_accuracy")]
