@@ -86,6 +86,20 @@ class SelectionModel(_Strict):
     grid: list[dict[str, Finite]] | list[Finite] | None = None  # harness 0.1: the values alone
 
 
+class SettingsModel(_Strict):
+    """The budget and grids a regime recorded, as the selection flags read them; other settings pass through."""
+    eval_every: Count | None = None
+    patience: Count | None = None
+    max_steps: Count | None = None
+    min_steps: Count | None = None
+    learning_rates: list[Finite] | None = None
+    c_grid: list[Finite] | None = None
+
+
+class DemosSelectionModel(_Strict):
+    dev_accuracy: list[Rate] | None = None  # each number of demos' dev accuracy (few-shot)
+
+
 class ShiftModel(_Strict):
     n: Count
     metrics: dict[str, Finite]
@@ -156,7 +170,8 @@ class ResultModel(_Strict):
     shift: dict[str, ShiftModel] | None = None
     forgetting: ForgettingModel | None = None
     calibration: CalibrationModel | None = None
-    settings: dict[str, Any] | None = None
+    settings: SettingsModel | None = None
+    demos_selection: DemosSelectionModel | None = None
     train_ids: list[str] | None = None
     dev_ids: list[str] | None = None
     demo_ids: list[str] | None = None

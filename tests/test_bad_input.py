@@ -254,6 +254,8 @@ def _edit(path, change):
     (lambda d: d["cell"].pop("regime"), "field cell.regime: Field required"),
     (lambda d: d.update(metrics="0.5"), "field metrics: Input should be a valid dictionary (got '0.5')"),
     (lambda d: d.update(cost=[1, 2]), "field cost: Input should be a valid dictionary"),
+    (lambda d: d.update(settings={"min_steps": "0"}), "field settings.min_steps: Input should be a valid integer"),
+    (lambda d: d.update(demos_selection={"dev_accuracy": "x"}), "field demos_selection.dev_accuracy:"),
 ])
 def test_leaderboard_reports_malformed_cells_and_builds_the_rest(run_dir, tmp_path, change, note):
     _edit(next(run_dir.rglob("few-shot_k2_seed21.json")), change)
