@@ -125,6 +125,21 @@ def test_a_verdict_over_an_incomplete_set_of_regimes_recommends_none(runs):
     assert "incomplete" not in lines["**t1"]
 
 
+def test_a_regime_that_chose_among_fewer_templates_makes_the_verdict_incomplete(runs):
+    """The other regimes chose each seed's template among two; full only had `a` on seed 21: not like for like."""
+    write_cell(runs, "t1", "b", "zero-shot", 0, None, WRONG5)
+    for seed in (13, 21, 42):
+        write_cell(runs, "t1", "b", "head", 4, seed, WRONG3)
+        write_cell(runs, "t1", "b", "few-shot", 4, seed, WRONG5)
+        if seed != 21:
+            write_cell(runs, "t1", "b", "full", 4, seed, WRONG3)
+    (line,) = verdict_lines(collect([runs]).cells, [4])
+    assert "**incomplete**: full ran with fewer of the task's templates, so no regime is recommended" in line
+    write_cell(runs, "t1", "b", "full", 4, 21, WRONG3)
+    (line,) = verdict_lines(collect([runs]).cells, [4])
+    assert "incomplete" not in line
+
+
 def test_a_required_regime_that_ran_nowhere_makes_every_verdict_incomplete(runs, tmp_path):
     """Runs holding only the cheap regimes must not crown one of them: --require names what a verdict needs."""
     cells = collect([runs]).cells

@@ -116,8 +116,9 @@ def _verdict(cells: pd.DataFrame, k: int, required: Sequence[str] = ()) -> str:
     parts = ["## Verdict", "",
              f"Written from the tables by `harness verdict` (k = {k}), by these rules. A regime is recommended only "
              "when every regime these runs hold" + (f" and every one of {', '.join(required)}" if required else "")
-             + f" ran on that task and k, on the seeds they share (at least {MIN_SEEDS}, or all a smaller run has); "
-             "otherwise the task is **incomplete** and the missing regimes are named. A win is **clear** only when "
+             + f" ran on that task and k, on the seeds they share (at least {MIN_SEEDS}, or all a smaller run has), "
+             "each seed with every template of the task (its template chosen on dev among all of them); otherwise "
+             "the task is **incomplete** and the missing regimes are named. A win is **clear** only when "
              "the best regime's difference to the runner-up "
              "is significant after Holm's correction over the task's comparisons (α = 0.05), by a t test for the "
              "crossed design (every seed scores the same test items: two-way random-effects ANOVA of seeds × items, "

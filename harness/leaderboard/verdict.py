@@ -13,9 +13,9 @@ measured on the others. Beside it the seed-level sign-flip test, whose unit is t
 Nothing here imports torch.
 
 The rules, as the page states them: a regime is recommended only when every regime the run has elsewhere ran on
-that task and k, on the compared seeds ("incomplete" otherwise); a win is "clear" only when its Holm-corrected
-difference to the runner-up excludes 0; otherwise the cheapest regime not distinguishable from the best is the pick,
-and the tie is said.
+that task and k, on the compared seeds, with every template of the task ("incomplete" otherwise); a win is "clear"
+only when its Holm-corrected difference to the runner-up excludes 0; otherwise the cheapest regime not
+distinguishable from the best is the pick, and the tie is said.
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ def verdict_lines(cells: pd.DataFrame, ks: list[int] | None = None, max_cost: fl
                              | (set(required) - compared), key=regime_order)
             ran = set(at_k.loc[at_k["regime"].isin(result.left_out), "base_regime"]) | set(result.left_out)
             lines.append(_paragraph(result, costs, max_cost, crossover or {}, [r for r in missing if r not in ran],
-                                    [r for r in missing if r in ran]) + _equal_effort(at_k, result))
+                                    [r for r in missing if r in ran], _fewer_templates(at_k, result))
+                         + _equal_effort(at_k, result))
     return lines
 
 
@@ -199,8 +200,23 @@ def model_lines(cells: pd.DataFrame, k: int) -> list[str]:
     return lines
 
 
+def _fewer_templates(cells: pd.DataFrame, c: Comparison) -> list[str]:
+    """The compared regimes that, on some compared seed, chose their template among fewer templates than the task
+    has in these cells: their dev choice had a smaller menu, so the comparison is not yet like for like."""
+    at = cells[cells["task"] == c.task]
+    everything = at["template"].nunique()
+    fewer = []
+    for regime in c.regimes:
+        rows = at[at["regime"] == regime]
+        rows = rows[rows["seed"].isin(c.seeds)] if rows["seeded"].all() else rows
+        if (rows.groupby("seed", dropna=False)["template"].nunique() < everything).any():
+            fewer.append(regime)
+    return fewer
+
+
 def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: float | None,
-               crossover: dict[tuple[str, str], str], missing: list[str], short: list[str]) -> str:
+               crossover: dict[tuple[str, str], str], missing: list[str], short: list[str],
+               fewer: Sequence[str] = ()) -> str:
     acc = c.accuracy[c.best]
     runner = max((r for r in c.regimes if r != c.best), key=lambda r: c.accuracy[r][0])
     d = c.difference[runner]
@@ -210,9 +226,10 @@ def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: floa
     pick = min((r for r in tied if r in costs), key=lambda r: costs[r]["flops_1000"], default=c.best)
     head = (f"**{c.task}, k = {c.k}** ({len(c.seeds)} seeds, {c.examples} test examples"
             + (f", regimes costing at most {max_cost:.2g} FLOPs" if max_cost is not None else "") + "): ")
-    if missing or short:
+    if missing or short or fewer:
         why = ([f"{', '.join(missing)} did not run here"] if missing else []) + (
-            [f"{', '.join(short)} ran on other or too few seeds"] if short else [])
+            [f"{', '.join(short)} ran on other or too few seeds"] if short else []) + (
+            [f"{', '.join(fewer)} ran with fewer of the task's templates"] if fewer else [])
         head += f"**incomplete**: {'; '.join(why)}, so no regime is recommended; among those compared, "
     elif clear:
         head += f"**clear**: use **{c.best}**; "
