@@ -215,8 +215,7 @@ def _fewer_templates(cells: pd.DataFrame, c: Comparison) -> list[str]:
 
 
 def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: float | None,
-               crossover: dict[tuple[str, str], str], missing: list[str], short: list[str],
-               fewer: Sequence[str] = ()) -> str:
+               crossover: dict[tuple[str, str], str], missing: list[str], short: list[str], fewer: list[str]) -> str:
     acc = c.accuracy[c.best]
     runner = max((r for r in c.regimes if r != c.best), key=lambda r: c.accuracy[r][0])
     d = c.difference[runner]
