@@ -27,7 +27,7 @@ class _Strict(BaseModel):
 
 def _safe(value: str) -> str:
     if not SAFE_NAME.match(value):
-        raise ValueError(f"'{value}' is not a safe name (no path)")
+        raise ValueError(f"{value!r} is not a safe name (no path)")
     return value
 
 

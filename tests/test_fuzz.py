@@ -5,6 +5,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -120,3 +121,16 @@ def test_result_files(changes, cell):
             collect([folder])
         except HarnessError as exc:
             _one_line(exc)
+
+
+def test_a_newline_in_a_result_name_stays_on_one_line():
+    """The case hypothesis found: a task name of a bare newline used to be quoted raw into the error."""
+    raw = {"cell": {**GOOD_CELL, "task": "\n"}, "status": "ok", "metrics": {"accuracy": 0.5}, "n": 1, "cost": {},
+           "config_hash": "h"}
+    with tempfile.TemporaryDirectory() as folder:
+        cell_dir = Path(folder) / "m" / "t" / "a"
+        cell_dir.mkdir(parents=True)
+        (cell_dir / "c.json").write_text(json.dumps(raw))
+        with pytest.raises(HarnessError) as caught:
+            collect([folder])
+    _one_line(caught.value)
