@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Archived page: leaderboard/archive/harness-0.4 (the published leaderboard is harness 0.5: republish-0.5-cpu.sh).
 # The CPU republish of the leaderboard (issue "Honest statistics and a verdict"), for a session without a GPU:
 # harness 0.4, one device kind and dtype (CPU, fp32), k = 16 per class x seeds 13, 21, 42, 87, 100, 200 test
 # examples per task, one template per task, every regime of the registry (zero-shot and few-shot plain,
@@ -35,4 +36,5 @@ case $LANE in
   c) lane_c ;;
   all) { lane_a; lane_c; } & lane_b & wait ;;
 esac
-harness leaderboard "$RUNS" --out leaderboard --k 16 --group-by model --notes leaderboard/NOTES.md
+harness leaderboard "$RUNS" --out leaderboard/archive/harness-0.4 --k 16 --group-by model \
+  --notes leaderboard/archive/harness-0.4/NOTES.md

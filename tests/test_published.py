@@ -1,6 +1,6 @@
 """A published page's prose states only what its tables carry: every number in its NOTES.md (the hand-written
 notes) appears in the generated part of its README.md (tables, verdict, notes under tables). The pages: the
-leaderboard, the chat study and each republish page with notes of its own (the 0.5 republish in progress)."""
+leaderboard (harness 0.5), the chat study and any republish page in progress with notes of its own."""
 
 import re
 from pathlib import Path
