@@ -756,6 +756,9 @@ def test_ewc_and_replay_train_full_and_prompt_ft_and_are_chosen_on_dev(patched, 
         cell = json.loads(next(tmp_path.rglob(f"{regime}-{mitigation}_k2_seed13.json")).read_text())
         assert cell["selection"]["chosen"]["mitigation_strength"] in (0.1, 1.0)
         assert len(cell["selection"]["runs"]) == 2  # one learning rate x two strengths
+        edge = [w for w in cell["warnings"] if w.startswith("mitigation strength")]  # either value is an edge
+        assert edge == [f"mitigation strength = {cell['selection']['chosen']['mitigation_strength']:g} is on the edge "
+                        f"of the grid (0.1 .. 1)"]
 
 
 def test_replay_and_ewc_refuse_a_head_on_cached_features(patched, tmp_path):

@@ -170,6 +170,21 @@ def test_edge_and_last_step_warnings_are_marked(tmp_path):
     assert checks["head"][2] == ("0 of 1", False) and checks["tfidf"][2] == ("not recorded", False)
 
 
+def test_a_mitigation_strength_on_its_grids_edge_is_marked_in_cells_that_wrote_no_warning(tmp_path):
+    from harness.leaderboard.tables import selection_table
+
+    root = tmp_path / "runs"
+    for seed, strength in ((13, 1.0), (21, 0.1), (42, 0.01)):
+        write_cell(root, "t1", "a", "full", 16, seed, RIGHT, variant="ewc", warnings=[])
+        path = root / "tiny" / "t1" / "a" / f"full-ewc_k16_seed{seed}.json"
+        cell = json.loads(path.read_text())  # as harness 0.5 wrote it: the strength's edge not among the warnings
+        cell.update(settings={"mitigation": "ewc", "mitigation_strengths": [0.01, 0.1, 1.0]},
+                    selection={"dev_accuracy": 0.9, "chosen": {"learning_rate": 4e-5, "mitigation_strength": strength}})
+        path.write_text(json.dumps(cell))
+    checks = {row[1][0]: row for row in selection_table(collect([root]).cells, 16).rows}
+    assert checks["full (ewc)"][2] == ("2 of 3", True)  # 1 and 0.01 are the edges, 0.1 is not
+
+
 def test_transfer_gain_is_paired_by_seed_and_negative_transfer_marked(tmp_path):
     from harness.leaderboard.tables import transfer_table
 

@@ -15,7 +15,7 @@ import pandas as pd
 from harness.continual import SEQUENCES
 from harness.errors import HarnessError
 from harness.regimes import REGISTRY, is_prompting
-from harness.regimes.checks import flags
+from harness.regimes.checks import flags, grid_edge
 from harness.results import parse_result
 
 SEQUENCE_KEYS = ("regime", "k", "seed", "tasks", "matrix", "untouched", "acc", "bwt", "fwt")
@@ -120,6 +120,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
         "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
         **dict(zip(("warn_edge", "warn_last_step"), flags(result.details.get("warnings")))),
+        **({"warn_edge": True} if strength_on_edge(result.details) else {}),
         **selection_flags(result.details),
         # the cell's scores on other tasks' test splits (--eval-tasks) and its forgetting (--forgetting), as JSON
         "tied_predictions": result.details.get("tied_predictions"),  # None: harness < 0.4 did not count them
@@ -159,6 +160,15 @@ def selection_flags(details: dict[str, Any]) -> dict[str, bool]:
     return {"flag_first_evaluation": first, "flag_cannot_stop": bool(cannot),
             "flag_not_searched": searched and any(len(g) == 1 for g in grids),
             "flag_class_never_predicted": any(v == 0 for v in distribution.values())}
+
+
+def strength_on_edge(details: dict[str, Any]) -> bool:
+    """A mitigation strength chosen on the edge of its grid, read from what the cell recorded: cells of harness 0.5
+    wrote a warning for a learning rate's edge but not for a strength's."""
+    grid = _section(details, "settings").get("mitigation_strengths")
+    chosen = _section(_section(details, "selection"), "chosen").get("mitigation_strength")
+    numbers = isinstance(grid, list) and all(isinstance(v, (int, float)) for v in [*grid, chosen])
+    return numbers and bool(grid_edge("mitigation strength", grid, chosen))
 
 
 def _section(details: dict[str, Any], key: str) -> dict[str, Any]:

@@ -154,8 +154,8 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
             rows.append([(task, False), (regime, False), (f"{edge} of {len(g)}", edge > 0),
                          (f"{last} of {len(g)}", last > 0), *flagged, (rho, False)])
     notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
-             "a learning rate, ...), and whose best dev checkpoint was the last step of a run that was not "
-             "stopped early: either suggests the grid or the budget was too small. Best = first evaluation: the "
+             "a learning rate, a mitigation's strength, ...), and whose best dev checkpoint was the last step of a "
+             "run that was not stopped early: either suggests the grid or the budget was too small. Best = first evaluation: the "
              "best dev checkpoint was the first check of a run that went on (dev only got worse: too high a rate, "
              "or overfitting at once). Early stopping could not stop: the budget's dev cadence × (patience + 1) "
              "reaches its last step, so every run trained to the end whatever dev said. One-value grid: nothing "

@@ -241,6 +241,8 @@ def selection_details(fit: Fit, budget: Any, lengths: Sequence[int], seed: int) 
                       **({"dev_score": result.best_dev["dev_score"], "metric": budget.select_metric}
                          if budget.select_metric != "accuracy" else {})},
         "warnings": grid_edge("learning rate", budget.learning_rates, fit.learning_rate)
+        + (grid_edge("mitigation strength", budget.mitigation_strengths, fit.strength)
+           if fit.strength is not None else [])
         + last_step(result.best_step, result.steps, budget.max_steps)
         + first_evaluation(result.best_step, result.history[0]["step"] if result.history else 0, result.steps)
         + cannot_stop(budget.eval_every, budget.patience, budget.min_steps, budget.max_steps),
