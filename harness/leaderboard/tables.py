@@ -155,9 +155,10 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
                          (f"{last} of {len(g)}", last > 0), *flagged, (rho, False)])
     notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
              "a learning rate, a mitigation's strength, ...), and whose best dev checkpoint was the last step of a "
-             "run that was not stopped early: either suggests the grid or the budget was too small. Best = first evaluation: the "
-             "best dev checkpoint was the first check of a run that went on (dev only got worse: too high a rate, "
-             "or overfitting at once). Early stopping could not stop: the budget's dev cadence × (patience + 1) "
+             "run that was not stopped early: either suggests the grid or the budget was too small. Best = first "
+             "evaluation: the best dev checkpoint was the first check of a run that went on (dev only got worse: "
+             "too high a rate, or overfitting at once). Early stopping could not stop: the budget's dev cadence × "
+             "(patience + 1) "
              "reaches its last step, so every run trained to the end whatever dev said. One-value grid: nothing "
              "was searched on that axis (its edge cannot be judged). A class never predicted: at least one class "
              "got none of the test predictions; zero recall: at least one class had none of its test examples "
