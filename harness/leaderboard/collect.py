@@ -106,6 +106,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
     elif not _predictions_match(predictions, result.n, _classes(result), problems):
         predictions = None
     provenance = result.provenance
+    edge, last_step = flags(result.details.get("warnings"))
     return {
         "model": model_name(provenance.get("model")), "task": cell.task, "template": cell.template,
         "regime": cell.label, "base_regime": cell.regime, "k": cell.k, "seed": cell.seed, "n": result.n,
@@ -119,8 +120,7 @@ def _row(path: Path, problems: list[str]) -> dict[str, Any] | None:
         "dev_loss": (result.details.get("selection") or {}).get("dev_loss"),
         # what the regime flagged in its own selection: a grid's edge chosen, the best checkpoint at the last step
         "warnings_recorded": "warnings" in result.details,  # trained regimes of harness 0.3 on record them
-        **dict(zip(("warn_edge", "warn_last_step"), flags(result.details.get("warnings")))),
-        **({"warn_edge": True} if strength_on_edge(result.details) else {}),
+        "warn_edge": edge or strength_on_edge(result.details), "warn_last_step": last_step,
         **selection_flags(result.details),
         # the cell's scores on other tasks' test splits (--eval-tasks) and its forgetting (--forgetting), as JSON
         "tied_predictions": result.details.get("tied_predictions"),  # None: harness < 0.4 did not count them
