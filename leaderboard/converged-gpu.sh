@@ -8,6 +8,7 @@
 # SECONDS_PER_STEP defaults to the CPU's measured median (2.8 s for full: train_step_seconds / train_steps of the
 # published k = 16 cells, 2-core CPU, fp32) divided by GPU_SPEEDUP, a stated assumption (default 60: no GPU step
 # of this model has been measured in this project yet) -- replace both with the first measured GPU step time.
+# Through this workplace's device tool (64 MiB a call, less than the checkout and the model): leaderboard/gpu-lease/.
 set -euo pipefail
 DRY=""
 if [[ ${1:-} == --dry-run ]]; then DRY=--dry-run; shift; fi
