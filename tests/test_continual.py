@@ -89,3 +89,20 @@ def test_a_sequence_refuses_a_regime_that_trains_no_backbone_in_one_line(runner,
     assert "--sequence: prompt-tuning cannot be trained task after task in one model" in result.output
     one = runner.invoke(cli, ["eval", "--sequence", "toy", "--regimes", "prompt-ft", "--k", "1", "--out", str(tmp_path)])
     assert "--sequence needs at least two tasks" in one.output
+
+
+def test_a_mitigated_sequence_is_paired_with_the_unmitigated_one_by_seed():
+    from harness.leaderboard.tables import continual_table
+
+    def run(regime, seed, acc, bwt):
+        return {"regime": regime, "k": 1, "seed": seed, "tasks": ["toy", "toy_shift"], "acc": acc, "bwt": bwt,
+                "fwt": 0.0, "matrix": [[0.5, 0.5], [0.5, 0.5]], "untouched": [0.5, 0.5]}
+
+    table = continual_table([run("prompt-ft", 13, 0.60, -0.10), run("prompt-ft", 21, 0.70, -0.20),
+                             run("prompt-ft (ewc)", 13, 0.65, -0.05), run("prompt-ft (ewc)", 21, 0.72, -0.10),
+                             run("prompt-ft (ewc)", 42, 0.99, 0.00)])  # seed 42 has no unmitigated partner
+    rows = {row[1][0]: [cell for cell, _ in row] for row in table.rows}
+    pairs, acc, bwt = (table.header.index(name) for name in ("pairs", "ACC Δ (95 % t)", "BWT Δ (95 % t)"))
+    assert rows["prompt-ft"][pairs] == "—" and rows["prompt-ft"][acc] == "—"
+    assert rows["prompt-ft (ewc)"][pairs] == "2"
+    assert rows["prompt-ft (ewc)"][acc].startswith("+3.5 (") and rows["prompt-ft (ewc)"][bwt].startswith("+7.5 (")

@@ -481,6 +481,17 @@ def without_mitigation(label: str) -> tuple[str, str | None]:
     return (f"{base} ({'-'.join(rest)})" if rest else base), last
 
 
+def t_interval(differences: np.ndarray) -> str:
+    """The 95 % t interval of the mean of paired differences, in points ("−1.2 … +3.4"); — below two pairs or
+    without spread."""
+    from scipy import stats
+
+    if len(differences) < 2 or differences.std(ddof=1) == 0:
+        return "—"
+    half = stats.t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / math.sqrt(len(differences))
+    return f"{100 * (differences.mean() - half):+.1f} … {100 * (differences.mean() + half):+.1f}"
+
+
 def _mean_known(values: list[float]) -> float:
     """The mean of the values that are not NaN; NaN when none is (every probe left out)."""
     known = [v for v in values if not math.isnan(v)]
@@ -490,8 +501,6 @@ def _mean_known(values: list[float]) -> float:
 def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
     """Each mitigation beside the same regime without it, paired by seed and template: what it costs in accuracy
     and what it saves in forgetting (held-out NLL, the watched tasks' zero-shot accuracy)."""
-    from scipy import stats
-
     measured = forgetting_rows(cells, k)
     split = measured["regime"].map(without_mitigation)
     measured = measured.assign(plain=split.map(lambda s: s[0]), mitigation=split.map(lambda s: s[1]))
@@ -504,11 +513,7 @@ def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
         if not pairs:
             continue
         gained = np.array([m["accuracy"] - p["accuracy"] for m, p in pairs])
-        if len(gained) > 1 and gained.std(ddof=1) > 0:
-            half = stats.t.ppf(0.975, len(gained) - 1) * gained.std(ddof=1) / math.sqrt(len(gained))
-            interval = f"{100 * (gained.mean() - half):+.1f} … {100 * (gained.mean() + half):+.1f}"
-        else:
-            interval = "—"
+        interval = t_interval(gained)
         nll = (np.mean([p["nll_change"] for _, p in pairs]), np.mean([m["nll_change"] for m, _ in pairs]))
         zero = tuple(_mean_known([side["zero_shot_change"] for side in sides]) for sides in zip(*pairs))[::-1]
         rows.append([(task, False), (regime, False), (mitigation, False), (str(len(pairs)), False),
@@ -526,13 +531,15 @@ def mitigation_table(cells: pd.DataFrame, k: int) -> Table:
 
 
 def continual_table(sequences: list[dict]) -> Table:
-    """Per sequence and regime (--sequence): ACC, BWT and FWT over seeds, and the accuracy on each task after the
-    last one; the whole matrices are in the run's sequence files."""
+    """Per sequence and regime (--sequence): ACC, BWT and FWT over seeds, the accuracy on each task after the last
+    one, and for a mitigated regime its ACC and BWT change against the same regime without it, paired by seed; the
+    whole matrices are in the run's sequence files."""
     rows = []
     frame = pd.DataFrame(sequences)
     if frame.empty:
         return Table("Continual learning", [], [], [], key="continual")
     frame = frame.assign(order=frame["tasks"].map(" → ".join))
+    plain = frame.set_index(["order", "regime", "k", "seed"])
     for (order, regime, k), g in sorted(frame.groupby(["order", "regime", "k"]),
                                         key=lambda kv: (kv[0][0], regime_order(kv[0][1]), kv[0][2])):
         tasks = g["tasks"].iloc[0]
@@ -542,16 +549,29 @@ def continual_table(sequences: list[dict]) -> Table:
             values = pd.to_numeric(g[name]).dropna()  # FWT is None with a new head per task
             summary.append(("—" if values.empty else f"{100 * values.mean():{'.1f' if name == 'acc' else '+.1f'}}"
                             + (f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else ""), False))
+        unmitigated, mitigation = without_mitigation(regime)
+        pairs = [(run, plain.loc[(order, unmitigated, k, run["seed"])]) for _, run in g.iterrows()
+                 if mitigation and (order, unmitigated, k, run["seed"]) in plain.index]
+        paired = []
+        for name in ("acc", "bwt"):
+            differences = np.array([m[name] - p[name] for m, p in pairs])
+            shown = f"{100 * differences.mean():+.1f} ({t_interval(differences)})" if pairs else "—"
+            paired.append((shown, False))
         rows.append([(order, False), (regime, False), (str(k), False), (str(len(g)), False), *summary,
+                     (str(len(pairs)) if mitigation else "—", False), *paired,
                      (", ".join(f"{t} {100 * a:.1f}" for t, a in zip(tasks, final)), False)])
     notes = ["One model trained on the tasks in order (harness eval --sequence). ACC: mean accuracy over the tasks "
              "after the last one (%); BWT: mean over the earlier tasks of (accuracy after the last task − accuracy "
              "right after training on it), FWT: mean over the later tasks of (accuracy before training on it − the "
              "untouched model's), in points (Lopez-Paz & Ranzato 2017); mean ± sample std over seeds. Each task is "
              "scored with its first template: as zero-shot does for a regime that answers with the LM, with the "
-             "task's own head for a regime with a new head per task (whose FWT is not defined: —)."]
-    return Table("Continual learning", ["sequence", "regime", "k", "seeds", "ACC %", "BWT", "FWT",
-                                        "accuracy after the last task %"], rows, notes, key="continual")
+             "task's own head for a regime with a new head per task (whose FWT is not defined: —). A mitigated "
+             "regime's runs are paired with the same regime's unmitigated runs of the same seed: ACC Δ and BWT Δ "
+             "= mitigated − unmitigated (points), mean over the pairs with a 95 % t interval (— below two pairs or "
+             "without spread)."]
+    return Table("Continual learning", ["sequence", "regime", "k", "seeds", "ACC %", "BWT", "FWT", "pairs",
+                                        "ACC Δ (95 % t)", "BWT Δ (95 % t)", "accuracy after the last task %"],
+                 rows, notes, key="continual")
 
 
 def learning_curves(cells: pd.DataFrame) -> pd.DataFrame:
