@@ -108,6 +108,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private (0600); a written file is as open() makes it
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
@@ -117,6 +118,13 @@ def write_atomic(path: Path, text: str) -> None:
         if isinstance(exc, OSError):
             raise HarnessError(f"cannot write {path}: {exc.strerror or exc} (files written before are kept)") from exc
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_writable(folder: Path) -> None:

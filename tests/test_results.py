@@ -29,6 +29,20 @@ def test_write_and_read_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_get_the_permissions_of_open_under_the_umask(tmp_path, umask):
+    import os
+
+    from harness.results import write_atomic
+
+    previous = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "c.json", "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "c.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+
+
 def test_corrupt_result_is_a_one_line_error(tmp_path):
     (tmp_path / "c.json").write_text("{not json")
     with pytest.raises(HarnessError, match="c.json: unreadable result file"):
