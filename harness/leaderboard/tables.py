@@ -153,19 +153,18 @@ def selection_table(cells: pd.DataFrame, k: int) -> Table:
         elif edge or last or any(counts.values()) or not g["prompting"].iloc[0]:
             rows.append([(task, False), (regime, False), (f"{edge} of {len(g)}", edge > 0),
                          (f"{last} of {len(g)}", last > 0), *flagged, (rho, False)])
-    notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, "
-             "a learning rate, a mitigation's strength, ...), and whose best dev checkpoint was the last step of a "
-             "run that was not stopped early: either suggests the grid or the budget was too small. Best = first "
-             "evaluation: the best dev checkpoint was the first check of a run that went on (dev only got worse: "
-             "too high a rate, or overfitting at once). Early stopping could not stop: the budget's dev cadence × "
-             "(patience + 1) "
-             "reaches its last step, so every run trained to the end whatever dev said. One-value grid: nothing "
-             "was searched on that axis (its edge cannot be judged). A class never predicted: at least one class "
-             "got none of the test predictions; zero recall: at least one class had none of its test examples "
-             "predicted right (never predicted, or always wrong). Prompting regimes are listed "
-             "only when flagged. Dev–test ρ: Spearman correlation between dev and test accuracy over the regime's "
-             "cells (seeds × templates) — how far selecting on a dev set of k examples per class can be trusted "
-             "(— with fewer than 3 cells or no spread)."]
+    notes = ["Seeds (their dev-selected template) whose regime chose a value on the edge of its grid (head's C, a "
+             "learning rate, a mitigation's strength, ...), and whose best dev checkpoint was the last step of a run "
+             "that was not stopped early: either suggests the grid or the budget was too small. Best = first "
+             "evaluation: the best dev checkpoint was the first check of a run that went on (dev only got worse: too "
+             "high a rate, or overfitting at once). Early stopping could not stop: the budget's dev cadence × "
+             "(patience + 1) reaches its last step, so every run trained to the end whatever dev said. One-value grid:"
+             " nothing was searched on that axis (its edge cannot be judged). A class never predicted: at least one "
+             "class got none of the test predictions; zero recall: at least one class had none of its test examples "
+             "predicted right (never predicted, or always wrong). Prompting regimes are listed only when flagged. "
+             "Dev–test ρ: Spearman correlation between dev and test accuracy over the regime's cells (seeds × "
+             "templates) — how far selecting on a dev set of k examples per class can be trusted (— with fewer than 3 "
+             "cells or no spread)."]
     return Table(f"Selection checks (k = {k})", ["task", "regime", "grid edge chosen", "best step = last step",
                                                  *FLAGS.values(), "dev–test ρ"], rows, notes, key="selection")
 
