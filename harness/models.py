@@ -18,6 +18,9 @@ from harness.locks import exclusive
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "HARNESS_CACHE"
+# Every model is loaded as its weights say: transformers >= 5.25 otherwise swaps layers for `kernels` code fetched
+# from the hub (numerics and provenance we do not record; offline, or without the package, the load fails).
+NO_HUB_KERNELS = {"use_kernels": False}
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ def _from_pretrained(source: str, dtype: Any, trust_remote_code: bool, local_onl
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, trust_remote_code=trust_remote_code, local_files_only=local_only
+            source, dtype=dtype, trust_remote_code=trust_remote_code, local_files_only=local_only, **NO_HUB_KERNELS
         )
     except OSError as exc:
         raise HarnessError(
@@ -241,7 +244,8 @@ def _convert_gguf(gguf: Path, folder: Path, identity: dict[str, Any]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                 **NO_HUB_KERNELS)
     # A GGUF-loaded model is flagged as quantized and refuses save_pretrained; its weights are already
     # dequantized to fp32, so dropping the flag and the quantization config saves exactly those weights.
     model.hf_quantizer = None
@@ -253,7 +257,8 @@ def _convert_gguf(gguf: Path, folder: Path, identity: dict[str, Any]) -> None:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32, local_files_only=True)
+        reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32, local_files_only=True,
+                                                        **NO_HUB_KERNELS)
         expected, got = model.state_dict(), reloaded.state_dict()
         mismatched = [k for k in expected if k not in got or not torch.equal(expected[k], got[k])]
         if mismatched:

