@@ -297,10 +297,11 @@ def eval_config(params: dict[str, Any], command: str) -> Any:
 
 def run_file_values(params: dict[str, Any]) -> dict[str, Any]:
     """A command's resolved parameters as a run file (`harness eval --config` reads it back): options left to
-    their defaults (None) are left out, lists stay lists, k = all and limit = all are written 'all'."""
+    their defaults (None) are left out, lists stay lists, k = all and limit = all are written 'all'. A sequence run
+    trains its `sequence`'s tasks, so its `tasks` (the default otherwise) are left out too."""
     out: dict[str, Any] = {}
     for name, value in params.items():
-        if value is None or name in ("config", "dry_run"):
+        if value is None or name in ("config", "dry_run") or (name == "tasks" and params.get("sequence")):
             continue
         if name == "k":
             value = ["all" if k == ALL_K else k for k in value]

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 import harness.models
@@ -46,6 +47,8 @@ def test_a_sequence_trains_one_model_task_after_task_and_reports_the_matrix(runn
         assert run["acc"] == pytest.approx((matrix[1][0] + matrix[1][1]) / 2)
     again = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--out", str(out)])
     assert "0 sequence runs computed, 2 on disk" in again.output  # resumable
+    resolved = yaml.safe_load((out / "run.yaml").read_text())
+    assert resolved["sequence"] == ["toy", "toy_shift"] and "tasks" not in resolved  # not the unused default
     other = runner.invoke(cli, ["eval", "--sequence", "toy,toy_shift", *COMMON, "--prompt-ft-max-steps", "3",
                                 "--out", str(out)])
     assert other.exit_code == 2 and "holds a sequence run of another configuration" in other.output

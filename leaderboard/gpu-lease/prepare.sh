@@ -8,8 +8,8 @@
 # Call 1 (carry .gpu1): bash leaderboard/gpu-lease/setup.sh; call 2 at once (carry .gpu2): bash
 # leaderboard/gpu-lease/run.sh. The machine keeps /tmp only while warm (30 s after a call).
 set -euo pipefail
-BIG=(leaderboard/runs-0.5-cpu leaderboard/runs-0.4-cpu leaderboard/studies leaderboard/archive leaderboard/plots
-     leaderboard/index.html leaderboard/screenshot.png leaderboard/results.csv)
+BIG=(leaderboard/runs-0.5-cpu leaderboard/runs-0.4-cpu leaderboard/runs-converged-gpu leaderboard/studies
+     leaderboard/archive leaderboard/plots leaderboard/index.html leaderboard/screenshot.png leaderboard/results.csv)
 if [[ ${1:-} == --untrack ]]; then
   cp .git/info/exclude .git/info/exclude.before-lease
   git rm -r -q --cached "${BIG[@]}"
