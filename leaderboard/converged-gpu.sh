@@ -7,8 +7,8 @@
 # also works on a machine without CUDA) and estimates the time at SECONDS_PER_STEP per optimizer step in each of
 # PROCESSES processes. The default is measured (2026-12-04, one H200, 8 processes of one thread, bf16): `full` on
 # sst2 trained at 5.2-6.1 steps/s in each process, and its finished cell took 238 s for 1200 steps with its dev
-# checks, 0.2 s a step. The bound counts every cell at its whole budget (4 learning rates x 1000 steps); early
-# stopping shortens it (that cell stopped each rate at 300 steps).
+# checks, 0.2 s a step (dev every 50 steps then; every 10 now adds a little). The bound counts every cell at its
+# whole budget (4 learning rates x 1000 steps); early stopping shortens it (that cell stopped each rate at 300).
 # Through this workplace's device tool (64 MiB a call, less than the checkout and the model): leaderboard/gpu-lease/.
 set -euo pipefail
 DRY=""

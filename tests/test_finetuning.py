@@ -273,7 +273,7 @@ def test_device_defaults_picks_another_device_kinds_settings(patched, tmp_path):
         assert result.exit_code == 0, result.output
         runs[kind] = json.loads(next((tmp_path / kind).rglob("full_k2_seed13.json")).read_text())["settings"]
     assert (runs["cpu"]["batch_size"], runs["cpu"]["eval_every"], runs["cpu"]["patience"]) == (8, 8, 2)
-    assert (runs["cuda"]["batch_size"], runs["cuda"]["eval_every"], runs["cuda"]["patience"]) == (8, 50, 5)
+    assert (runs["cuda"]["batch_size"], runs["cuda"]["eval_every"], runs["cuda"]["patience"]) == (8, 10, 10)
     assert runs["cpu"]["max_steps"] == runs["cuda"]["max_steps"] == 2
 
 

@@ -7,7 +7,7 @@
 # "cpu": full and prompt-ft at the CPU budget (24 steps, lr 4e-5) on the three short-input tasks, each task's
 # first template (as the published leaderboard's full); LP-FT (full --head-init probe) on sst2 only. About 2.5
 # hours on 2 cores (one torch thread per process, two processes).
-# "cuda": full and prompt-ft at the CUDA budget (lr 1e-5..1e-4, up to 1000 steps, dev every 50, patience 5) on all
+# "cuda": full and prompt-ft at the CUDA budget (lr 1e-5..1e-4, up to 1000 steps, dev every 10, patience 10) on all
 # four tasks; several processes share one run folder (each cell is locked), which packs cells onto one GPU.
 set -euo pipefail
 MODE=${1:?cpu or cuda}
