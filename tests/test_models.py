@@ -63,7 +63,6 @@ def test_local_folder_loads_with_a_content_hash(tmp_path, model, tokenizer):
     assert lm.max_length == 256
 
 
-
 def test_a_model_loads_without_hub_kernels_even_where_the_package_is_missing(tmp_path, model, tokenizer, monkeypatch):
     # transformers >= 5.25 kernelizes by default and fails without `kernels` (as on a bare GPU machine)
     from transformers import modeling_utils
@@ -73,6 +72,7 @@ def test_a_model_loads_without_hub_kernels_even_where_the_package_is_missing(tmp
     tokenizer.save_pretrained(tmp_path)
     lm = models.load_model(str(tmp_path))
     assert not getattr(lm.model, "use_kernels", False)
+
 
 def test_cache_dir_is_overridable(monkeypatch, tmp_path):
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))

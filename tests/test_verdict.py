@@ -103,13 +103,13 @@ def test_verdict_sentences_and_cli(runs):
     assert cheap.exit_code == 0 and "No task has two regimes" in cheap.output  # every regime costs 100 + 1000 x 10
 
 
-
 def test_two_regimes_with_equal_predictions_are_zero_points_apart_not_minus_zero(runs):
     for seed in (13, 21, 42):
         for regime in ("head", "full"):
             write_cell(runs, "t3", "a", regime, 4, seed, WRONG2)
     lines = {line.split(",")[0]: line for line in verdict_lines(collect([runs]).cells, [4])}
     assert "+0.0 points over the runner-up" in lines["**t3"] and "-0.0" not in lines["**t3"]
+
 
 def test_the_verdict_says_whether_the_choice_depends_on_the_model(runs):
     for seed in (13, 21, 42):  # a second model where few-shot beats head; it ran no full
