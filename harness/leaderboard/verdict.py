@@ -219,7 +219,7 @@ def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: floa
     acc = c.accuracy[c.best]
     runner = max((r for r in c.regimes if r != c.best), key=lambda r: c.accuracy[r][0])
     d = c.difference[runner]
-    margin = -d[0], -d[2], -d[1]  # best − runner-up
+    margin = 0.0 - d[0], 0.0 - d[2], 0.0 - d[1]  # best − runner-up; -0.0 would print a tie as "-0.0 points"
     clear = not c.tied(runner)
     tied = [r for r in c.regimes if r == c.best or c.tied(r)]
     pick = min((r for r in tied if r in costs), key=lambda r: costs[r]["flops_1000"], default=c.best)
@@ -236,14 +236,14 @@ def _paragraph(c: Comparison, costs: dict[str, dict[str, float]], max_cost: floa
         head += (f"**tie — pick the cheaper**: {', '.join(tied)} are not distinguishable; the cheapest of them is "
                  f"**{pick}**; ")
     text = (head + f"the best mean is {c.best}, {100 * acc[0]:.1f} % (95 % CI {100 * acc[1]:.1f}–{100 * acc[2]:.1f}), "
-            f"{_points(margin[0])} points over the runner-up, {runner} (95 % CI {_points(margin[1])} to "
-            f"{_points(margin[2])}; Holm-corrected p = {c.corrected_p.get(runner, 1.0):.2g} over "
+            f"{100 * margin[0]:+.1f} points over the runner-up, {runner} (95 % CI {100 * margin[1]:+.1f} to "
+            f"{100 * margin[2]:+.1f}; Holm-corrected p = {c.corrected_p.get(runner, 1.0):.2g} over "
             f"{len(c.regimes) - 1} comparisons; seed-level p = {c.seed_p[runner]:.2g}); it is the best regime in "
             f"{100 * c.probability_best[c.best]:.0f} % of crossed-bootstrap resamples.")
     if c.holdout is not None:
         chosen, second, value, low, high = c.holdout
         text += (f" Out of sample (chosen on the first half of the seeds, measured on the rest): {chosen} over "
-                 f"{second} by {_points(value)} points (95 % CI {_points(low)} to {_points(high)}).")
+                 f"{second} by {100 * value:+.1f} points (95 % CI {100 * low:+.1f} to {100 * high:+.1f}).")
     mine = costs.get(c.best)
     if mine:
         text += (f" {c.best} costs {mine['train_s']:.0f} s of training, stores {_bytes(mine['stored_bytes'])} per "
@@ -292,8 +292,3 @@ def _bytes(value: float) -> str:
             return f"{value:.0f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
-
-
-def _points(fraction: float) -> str:
-    """A signed difference in points to one decimal; a tie by float noise (-1e-17) reads +0.0, not -0.0."""
-    return f"{round(100 * fraction, 1) + 0.0:+.1f}"
